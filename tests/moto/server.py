@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""moto server for trailkeeper's tests, plus the CloudTrail ListPublicKeys action moto lacks.
+
+Usage: server.py --port-file FILE
+
+Serves every moto service on 127.0.0.1, on a port the OS picks, and writes that port to FILE
+(atomically) once the server accepts connections. Runs until SIGTERM or SIGINT.
+
+ListPublicKeys answers from the key files in the directory named by TRAILKEEPER_MOTO_KEYS_DIR:
+every `*.json` file there, re-read on each request. A file has the shape that
+`aws cloudtrail list-public-keys` prints:
+
+    {"PublicKeyList": [{"Value": "<base64 DER>", "ValidityStartTime": 1700000000,
+                        "ValidityEndTime": 1702592000, "Fingerprint": "<hex md5 of DER>",
+                        "Regions": ["us-east-1"]}]}
+
+Times may be epoch numbers, numeric strings or ISO-8601 strings. "Regions" is optional and
+limits the key to requests signed for those regions; without it the key is served everywhere.
+Write files via a temporary name that does not end in `.json`, then rename.
+"""
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import signal
+import sys
+import time
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from moto.cloudtrail.responses import CloudTrailResponse
+from moto.core.exceptions import JsonRESTError
+from moto.server import ThreadedMotoServer
+
+KEYS_DIR_ENV = "TRAILKEEPER_MOTO_KEYS_DIR"
+
+
+def log(message: str) -> None:
+    print(f"server.py: {message}", file=sys.stderr, flush=True)
+
+
+def epoch_seconds(value: object) -> float:
+    """An epoch number, a numeric string or an ISO-8601 string, as epoch seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+
+
+class KeyFileError(JsonRESTError):
+    """A key file that parses but is not in the expected shape: a test bug, so say it loudly."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__("TrailkeeperMotoKeyFileError", f"{path}: {problem}")
+
+
+def key_entries(keys_dir: Path) -> list[tuple[Path, dict]]:
+    """Every key entry of every complete key file, in file-name order."""
+    entries = []
+    for path in sorted(keys_dir.glob("*.json")):
+        if path.name.startswith("."):  # a temporary name, by convention
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as error:  # vanished or half-written: skip it
+            log(f"skipping key file {path}: {error}")
+            continue
+        listed = document.get("PublicKeyList") if isinstance(document, dict) else None
+        if not isinstance(listed, list):
+            raise KeyFileError(path, 'expected {"PublicKeyList": [...]}')
+        entries.extend((path, entry) for entry in listed)
+    return entries
+
+
+def public_key(path: Path, entry: object) -> tuple[dict, list[str] | None]:
+    """The entry as the AWS JSON protocol sends it, and its "Regions" (None = all regions)."""
+    try:
+        base64.b64decode(entry["Value"], validate=True)
+        regions = entry.get("Regions")
+        if regions is not None and not (
+            isinstance(regions, list) and all(isinstance(r, str) for r in regions)
+        ):
+            raise ValueError("Regions must be a list of region names")
+        key = {
+            "Value": entry["Value"],
+            "ValidityStartTime": epoch_seconds(entry["ValidityStartTime"]),
+            "ValidityEndTime": epoch_seconds(entry["ValidityEndTime"]),
+            "Fingerprint": str(entry["Fingerprint"]),
+        }
+        return key, regions
+    except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        raise KeyFileError(path, f"bad key entry {entry!r}: {error!r}") from error
+
+
+def list_public_keys(self: CloudTrailResponse) -> tuple[str, dict[str, str]]:
+    keys_dir = os.environ.get(KEYS_DIR_ENV)
+    if not keys_dir:
+        raise JsonRESTError("TrailkeeperMotoKeyFileError", f"{KEYS_DIR_ENV} is not set")
+    start = self._get_param("StartTime")
+    end = self._get_param("EndTime")
+    # As AWS documents: an absent bound is the current time (only the current key comes back).
+    now = time.time()
+    start = now if start is None else epoch_seconds(start)
+    end = now if end is None else epoch_seconds(end)
+    if start > end:
+        raise JsonRESTError(
+            "InvalidTimeRangeException", "Start time must be before or equal to end time."
+        )
+    keys = []
+    for path, entry in key_entries(Path(keys_dir)):
+        key, regions = public_key(path, entry)
+        overlaps = key["ValidityStartTime"] <= end and key["ValidityEndTime"] >= start
+        if overlaps and (regions is None or self.region in regions):
+            keys.append(key)
+    return json.dumps({"PublicKeyList": keys}), {"Content-Type": "application/x-amz-json-1.1"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port-file", required=True, type=Path)
+    args = parser.parse_args()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    CloudTrailResponse.list_public_keys = list_public_keys
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    port = server.get_host_and_port()[1]
+    os.environ["MOTO_PORT"] = str(port)  # what moto puts in URLs it hands out
+
+    partial = args.port_file.with_name(f".{args.port_file.name}.{os.getpid()}")
+    partial.write_text(f"{port}\n")
+    partial.replace(args.port_file)
+    log(f"moto listening on http://127.0.0.1:{port}")
+
+    stop.wait()
+    log("stopping")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
