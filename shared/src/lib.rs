@@ -1,0 +1,23 @@
+//! trailkeeper's domain library: CloudTrail digest validation, public keys, object access and
+//! findings. No Lambda types live here; the functions and the CLI are thin layers over it.
+
+pub mod digest;
+pub mod gzip;
+pub mod keys;
+pub mod report;
+pub mod store;
+pub mod validate;
+
+#[cfg(any(test, feature = "testdata"))]
+pub mod testdata;
+
+#[cfg(test)]
+pub(crate) mod test_vectors {
+    /// The hand-out's vectors, beside the repository (as in CI).
+    pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+
+    pub fn vector(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{ROOT}{path}"))
+            .unwrap_or_else(|e| panic!("vector {ROOT}{path}: {e}"))
+    }
+}

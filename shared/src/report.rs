@@ -1,0 +1,227 @@
+//! Findings: the verdict vocabulary of `trailkeeper validate --format json` and the Lambda logs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::digest::file::format_time;
+use crate::digest::key::StreamId;
+use crate::store::ObjectRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestStatus {
+    Valid,
+    InvalidSignature,
+    UnknownKey,
+    Malformed,
+    Moved,
+    Missing,
+    ChainBroken,
+    Unsigned,
+}
+
+impl DigestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::InvalidSignature => "invalid_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::Malformed => "malformed",
+            Self::Moved => "moved",
+            Self::Missing => "missing",
+            Self::ChainBroken => "chain_broken",
+            Self::Unsigned => "unsigned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStatus {
+    Valid,
+    HashMismatch,
+    Missing,
+    Malformed,
+}
+
+impl LogStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::HashMismatch => "hash_mismatch",
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Digest(DigestStatus),
+    Log(LogStatus),
+    /// Time with no chain: logging stopped and restarted. Informational, not a finding.
+    Gap,
+}
+
+/// One line of output: a digest, a log, or a gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    pub bucket: String,
+    /// `None` for a gap, and for a missing digest whose name cannot be known.
+    pub key: Option<String>,
+    pub account: String,
+    pub region: String,
+    pub trail: String,
+    pub reason: Option<String>,
+    /// For gaps and inferred missing digests: the time with no evidence.
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// For logs: the digest that lists them.
+    pub digest: Option<String>,
+}
+
+impl Verdict {
+    pub fn new(status: Status, stream: &StreamId, bucket: &str, key: Option<&str>) -> Self {
+        Self {
+            status,
+            bucket: bucket.to_string(),
+            key: key.map(str::to_string),
+            account: stream.account.clone(),
+            region: stream.region.clone(),
+            trail: stream.trail.clone(),
+            reason: None,
+            window: None,
+            digest: None,
+        }
+    }
+
+    pub fn at(status: Status, stream: &StreamId, object: &ObjectRef) -> Self {
+        Self::new(status, stream, &object.bucket, Some(&object.key))
+    }
+
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            Status::Digest(_) => "digest",
+            Status::Log(_) => "log",
+            Status::Gap => "gap",
+        }
+    }
+
+    pub fn status_str(&self) -> &'static str {
+        match self.status {
+            Status::Digest(s) => s.as_str(),
+            Status::Log(s) => s.as_str(),
+            Status::Gap => "gap",
+        }
+    }
+
+    /// A finding is anything an operator must look at: all but valid files and gaps.
+    pub fn is_finding(&self) -> bool {
+        !matches!(
+            self.status,
+            Status::Digest(DigestStatus::Valid) | Status::Log(LogStatus::Valid) | Status::Gap
+        )
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", self.kind())?;
+        m.serialize_entry("status", self.status_str())?;
+        m.serialize_entry("bucket", &self.bucket)?;
+        m.serialize_entry("key", &self.key)?;
+        m.serialize_entry("account", &self.account)?;
+        m.serialize_entry("region", &self.region)?;
+        m.serialize_entry("trail", &self.trail)?;
+        m.serialize_entry("reason", &self.reason)?;
+        if let Some((from, to)) = self.window {
+            m.serialize_entry("start", &format_time(from))?;
+            m.serialize_entry("end", &format_time(to))?;
+        }
+        if let Some(d) = &self.digest {
+            m.serialize_entry("digest", d)?;
+        }
+        m.end()
+    }
+}
+
+/// Counts of a run, and what they mean for the exit code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub digests: BTreeMap<&'static str, u64>,
+    pub logs: BTreeMap<&'static str, u64>,
+    pub gaps: u64,
+    /// Objects or listings that could not be read: the run is incomplete.
+    pub errors: u64,
+    /// Uncompressed bytes hashed.
+    pub bytes: u64,
+    pub compressed_bytes: u64,
+}
+
+impl Summary {
+    pub fn count(&mut self, v: &Verdict) {
+        match v.status {
+            Status::Digest(s) => *self.digests.entry(s.as_str()).or_default() += 1,
+            Status::Log(s) => *self.logs.entry(s.as_str()).or_default() += 1,
+            Status::Gap => self.gaps += 1,
+        }
+    }
+
+    pub fn findings(&self) -> u64 {
+        let bad = |m: &BTreeMap<&'static str, u64>| {
+            m.iter()
+                .filter(|(k, _)| **k != "valid")
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        bad(&self.digests) + bad(&self.logs)
+    }
+
+    /// 0: everything valid (gaps allowed); 1: at least one finding; 2: the run is incomplete.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors > 0 {
+            2
+        } else if self.findings() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self.exit_code() {
+            0 => "valid",
+            1 => "findings",
+            _ => "incomplete",
+        }
+    }
+
+    pub fn to_json_line(&self, seconds: f64) -> String {
+        serde_json::json!({
+            "type": "summary",
+            "status": self.status(),
+            "digests": self.digests,
+            "logs": self.logs,
+            "gaps": self.gaps,
+            "findings": self.findings(),
+            "errors": self.errors,
+            "bytes": self.bytes,
+            "compressed_bytes": self.compressed_bytes,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+        })
+        .to_string()
+    }
+}

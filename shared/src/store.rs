@@ -1,0 +1,425 @@
+//! Reading the bucket: digests whole, logs streamed, listings paged.
+//!
+//! Only content decides a verdict. Throttling, network and permission failures are `StoreError`s,
+//! which callers retry or surface as "the run could not be completed", never as tampering.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::gzip::{Gunzip, GzipError, Sha256Sink};
+
+/// Where an object is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl ObjectRef {
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("reading {object}: {message}")]
+    Read { object: ObjectRef, message: String },
+    #[error("listing s3://{bucket}/{prefix}: {message}")]
+    List {
+        bucket: String,
+        prefix: String,
+        message: String,
+    },
+}
+
+/// The whole chain of an SDK error, code and message included.
+pub fn describe_sdk_error<E: std::error::Error + 'static>(e: &E) -> String {
+    DisplayErrorContext(e).to_string()
+}
+
+/// The SDK configuration every trailkeeper program uses: the standard provider chain
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles), with more patience for throttling than the default.
+pub async fn load_aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
+        .load()
+        .await
+}
+
+/// An S3 client; path-style when a custom endpoint (a local emulator) is configured.
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A digest as stored: its compressed bytes and its user metadata (lower-case keys).
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub body: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// What reading a small object found.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Missing,
+    /// Larger than the caller's bound (its Content-Length); not read.
+    TooLarge(u64),
+    Object(StoredObject),
+}
+
+/// What hashing a log found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogContent {
+    Missing,
+    Unreadable(GzipError),
+    Read {
+        sha256: [u8; 32],
+        inflated_bytes: u64,
+        compressed_bytes: u64,
+    },
+}
+
+/// A listing: keys, and the common prefixes when a delimiter was given.
+#[derive(Debug, Default, Clone)]
+pub struct Listing {
+    pub keys: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+/// How many times a body that broke off in transit is read again from the start.
+const BODY_ATTEMPTS: u32 = 3;
+
+#[derive(Clone)]
+pub struct Store {
+    s3: aws_sdk_s3::Client,
+}
+
+impl Store {
+    pub fn new(s3: aws_sdk_s3::Client) -> Self {
+        Self { s3 }
+    }
+
+    async fn get(&self, object: &ObjectRef) -> Result<Option<GetObjectOutput>, StoreError> {
+        match self
+            .s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::Read {
+                object: object.clone(),
+                message: describe_sdk_error(&e),
+            }),
+        }
+    }
+
+    /// The whole object, when it is at most `max_bytes` long.
+    pub async fn get_small(
+        &self,
+        object: &ObjectRef,
+        max_bytes: u64,
+    ) -> Result<Fetched, StoreError> {
+        let read_err = |message: String| StoreError::Read {
+            object: object.clone(),
+            message,
+        };
+        let mut last = String::new();
+        for _ in 0..BODY_ATTEMPTS {
+            let Some(mut out) = self.get(object).await? else {
+                return Ok(Fetched::Missing);
+            };
+            let expected = out.content_length().unwrap_or(-1);
+            if expected > max_bytes as i64 {
+                return Ok(Fetched::TooLarge(expected as u64));
+            }
+            let metadata = out.metadata().cloned().unwrap_or_default();
+            let mut body = Vec::with_capacity(expected.max(0) as usize);
+            let mut broke = None;
+            while let Some(chunk) = out.body.next().await {
+                match chunk {
+                    Ok(c) => {
+                        body.extend_from_slice(&c);
+                        if body.len() as u64 > max_bytes {
+                            broke = Some("body longer than its Content-Length".to_string());
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        broke = Some(describe_sdk_error(&e));
+                        break;
+                    }
+                }
+            }
+            if broke.is_none() && expected >= 0 && body.len() as i64 != expected {
+                broke = Some(format!("got {} of {expected} bytes", body.len()));
+            }
+            match broke {
+                None => return Ok(Fetched::Object(StoredObject { body, metadata })),
+                Some(why) => last = why,
+            }
+        }
+        Err(read_err(format!(
+            "body broke off {BODY_ATTEMPTS} times; last: {last}"
+        )))
+    }
+
+    /// Streams the object through a single-member gunzip into SHA-256, never holding it whole.
+    pub async fn hash_gzip(
+        &self,
+        object: &ObjectRef,
+        inflated_limit: u64,
+    ) -> Result<LogContent, StoreError> {
+        let mut last = String::new();
+        for _ in 0..BODY_ATTEMPTS {
+            let Some(mut out) = self.get(object).await? else {
+                return Ok(LogContent::Missing);
+            };
+            let expected = out.content_length().unwrap_or(-1);
+            let mut gunzip = Gunzip::new(Sha256Sink::default(), inflated_limit);
+            let mut received: u64 = 0;
+            let mut broke = None;
+            while let Some(chunk) = out.body.next().await {
+                match chunk {
+                    Ok(c) => {
+                        received += c.len() as u64;
+                        if let Err(e) = gunzip.update(&c) {
+                            // Content is at fault only if what we got so far is what S3 sent.
+                            return Ok(LogContent::Unreadable(e));
+                        }
+                    }
+                    Err(e) => {
+                        broke = Some(describe_sdk_error(&e));
+                        break;
+                    }
+                }
+            }
+            if broke.is_none() && expected >= 0 && received as i64 != expected {
+                broke = Some(format!("got {received} of {expected} bytes"));
+            }
+            if let Some(why) = broke {
+                last = why;
+                continue;
+            }
+            return Ok(match gunzip.finish() {
+                Ok(sink) => {
+                    use crate::gzip::InflatedSink;
+                    let inflated_bytes = sink.inflated_len();
+                    LogContent::Read {
+                        sha256: sink.finish(),
+                        inflated_bytes,
+                        compressed_bytes: received,
+                    }
+                }
+                Err(e) => LogContent::Unreadable(e),
+            });
+        }
+        Err(StoreError::Read {
+            object: object.clone(),
+            message: format!("body broke off {BODY_ATTEMPTS} times; last: {last}"),
+        })
+    }
+
+    /// Every key under `prefix` after `start_after`, stopping past `until` (keys sort by date).
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        until: Option<&str>,
+        delimiter: Option<&str>,
+    ) -> Result<Listing, StoreError> {
+        let mut listing = Listing::default();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .set_delimiter(delimiter.map(str::to_string))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::List {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+                message: describe_sdk_error(&e),
+            })?;
+            listing.prefixes.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+            let mut past_end = false;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                if until.is_some_and(|u| key > u) {
+                    past_end = true;
+                    break;
+                }
+                listing.keys.push(key.to_string());
+            }
+            if past_end {
+                break;
+            }
+        }
+        Ok(listing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::error::NoSuchKey;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn obj() -> ObjectRef {
+        ObjectRef::new("central-logs", "AWSLogs/111122223333/CloudTrail/x.json.gz")
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_is_content_not_an_error() {
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build()));
+        let store = Store::new(mock_client!(aws_sdk_s3, [&rule]));
+        assert_eq!(
+            store.hash_gzip(&obj(), 1 << 20).await.unwrap(),
+            LogContent::Missing
+        );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_read_is_retried_and_then_succeeds() {
+        let body = gz(b"{\"Records\":[]}");
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .http_status(503, Some("<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".into()))
+            .times(2)
+            .output(move || {
+                GetObjectOutput::builder()
+                    .content_length(body.len() as i64)
+                    .body(ByteStream::from(body.clone()))
+                    .build()
+            })
+            .build();
+        let store = Store::new(mock_client!(
+            aws_sdk_s3,
+            RuleMode::Sequential,
+            [&rule],
+            |c| c.retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(3)
+            )
+        ));
+        match store.hash_gzip(&obj(), 1 << 20).await.unwrap() {
+            LogContent::Read { sha256, .. } => {
+                assert_eq!(sha256, crate::gzip::sha256(b"{\"Records\":[]}"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn persistent_throttling_is_an_error_naming_the_object_never_a_verdict() {
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .http_status(
+                503,
+                Some("<Error><Code>SlowDown</Code><Message>slow</Message></Error>".into()),
+            )
+            .times(10)
+            .build();
+        let store = Store::new(mock_client!(
+            aws_sdk_s3,
+            RuleMode::Sequential,
+            [&rule],
+            |c| c.retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)
+            )
+        ));
+        let err = store.hash_gzip(&obj(), 1 << 20).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("s3://central-logs/AWSLogs/111122223333/CloudTrail/x.json.gz"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_its_content_length_is_read_again_not_judged() {
+        let full = gz(&[b'a'; 10_000]);
+        let cut = full[..full.len() / 2].to_vec();
+        let n = full.len() as i64;
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .output(move || {
+                GetObjectOutput::builder()
+                    .content_length(n)
+                    .body(ByteStream::from(cut.clone()))
+                    .build()
+            })
+            .output(move || {
+                GetObjectOutput::builder()
+                    .content_length(n)
+                    .body(ByteStream::from(full.clone()))
+                    .build()
+            })
+            .build();
+        let store = Store::new(mock_client!(aws_sdk_s3, RuleMode::Sequential, [&rule]));
+        assert!(matches!(
+            store.hash_gzip(&obj(), 1 << 20).await.unwrap(),
+            LogContent::Read { .. }
+        ));
+        assert_eq!(rule.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_always_breaks_off_fails_the_read() {
+        let full = gz(&[b'a'; 10_000]);
+        let cut = full[..full.len() / 2].to_vec();
+        let n = full.len() as i64;
+        let rule = mock!(aws_sdk_s3::Client::get_object)
+            .sequence()
+            .output(move || {
+                GetObjectOutput::builder()
+                    .content_length(n)
+                    .body(ByteStream::from(cut.clone()))
+                    .build()
+            })
+            .times(BODY_ATTEMPTS as usize)
+            .build();
+        let store = Store::new(mock_client!(aws_sdk_s3, RuleMode::Sequential, [&rule]));
+        let err = store.hash_gzip(&obj(), 1 << 20).await.unwrap_err();
+        assert!(err.to_string().contains("broke off"), "{err}");
+    }
+}

@@ -1,0 +1,980 @@
+//! The validation engine. The digest-validator Lambda checks one digest with it, and
+//! `trailkeeper validate` checks years of history with it: there is one implementation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, stream};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::digest::chain::{self, ChainFinding, ChainNode, previous_location};
+use crate::digest::file::{DigestFile, LogFileEntry};
+use crate::digest::key::{self, DigestKey, StreamId};
+use crate::digest::signature::{SIGNATURE_ALGORITHM, string_to_sign};
+use crate::gzip::{gunzip_all, sha256};
+use crate::keys::{KeyError, KeyRing, SigningWindow};
+use crate::report::{DigestStatus, LogStatus, Status, Summary, Verdict};
+use crate::store::{Fetched, LogContent, ObjectRef, Store, StoreError};
+
+/// Metadata CloudTrail puts on every digest object (the SDK gives the keys in lower case).
+pub const META_SIGNATURE: &str = "signature";
+pub const META_SIGNATURE_ALGORITHM: &str = "signature-algorithm";
+pub const META_BACKFILL_GENERATED: &str = "backfill-generation-timestamp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Size bounds: a digest is held in memory, a log is streamed but its inflated size is bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub digest_compressed: u64,
+    pub digest_inflated: u64,
+    pub log_inflated: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            digest_compressed: 16 << 20,
+            digest_inflated: 64 << 20,
+            log_inflated: 1 << 30,
+        }
+    }
+}
+
+/// History copied from where CloudTrail delivered it. The signature covers the original bucket
+/// and key, so a copy is checked against where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocation {
+    original_bucket: String,
+    original_prefix: String,
+    current_bucket: String,
+    current_prefix: String,
+}
+
+fn as_dir(prefix: Option<&str>) -> String {
+    match prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => format!("{p}/"),
+        None => String::new(),
+    }
+}
+
+impl Relocation {
+    /// `from` is `OLD_BUCKET[/OLD_PREFIX]`; the copies are under `current_bucket/[current_prefix]`.
+    pub fn new(from: &str, current_bucket: &str, current_prefix: Option<&str>) -> Self {
+        let from = from.trim_start_matches("s3://");
+        let (bucket, prefix) = from.split_once('/').unwrap_or((from, ""));
+        Self {
+            original_bucket: bucket.to_string(),
+            original_prefix: as_dir(Some(prefix)),
+            current_bucket: current_bucket.to_string(),
+            current_prefix: as_dir(current_prefix),
+        }
+    }
+
+    /// Where CloudTrail delivered the object that is now at `current`.
+    pub fn original(&self, current: &ObjectRef) -> ObjectRef {
+        match current.key.strip_prefix(&self.current_prefix) {
+            Some(rest) if current.bucket == self.current_bucket => ObjectRef::new(
+                &self.original_bucket,
+                format!("{}{rest}", self.original_prefix),
+            ),
+            _ => current.clone(),
+        }
+    }
+
+    /// Where the object CloudTrail delivered to `original` is now.
+    pub fn current(&self, original: &ObjectRef) -> ObjectRef {
+        match original.key.strip_prefix(&self.original_prefix) {
+            Some(rest) if original.bucket == self.original_bucket => ObjectRef::new(
+                &self.current_bucket,
+                format!("{}{rest}", self.current_prefix),
+            ),
+            _ => original.clone(),
+        }
+    }
+}
+
+/// One digest, checked on its own.
+#[derive(Debug, Clone)]
+pub struct DigestCheck {
+    pub key: DigestKey,
+    pub status: DigestStatus,
+    pub reason: Option<String>,
+    pub node: ChainNode,
+    /// The logs it vouches for; empty unless it is authentic.
+    pub logs: Vec<LogFileEntry>,
+}
+
+impl DigestCheck {
+    pub fn location(&self) -> &ObjectRef {
+        &self.node.location
+    }
+}
+
+/// One log, checked against the hash its digest holds.
+#[derive(Debug, Clone)]
+pub struct LogCheck {
+    pub location: ObjectRef,
+    pub status: LogStatus,
+    pub reason: Option<String>,
+    pub inflated_bytes: u64,
+    pub compressed_bytes: u64,
+}
+
+/// What a run produces, in order of discovery.
+#[derive(Debug)]
+pub enum Event {
+    /// More digests were found to check.
+    Listed(u64),
+    /// A digest and its logs are done (before chain analysis).
+    Checked,
+    Verdict(Verdict),
+    Error(String),
+    Bytes {
+        inflated: u64,
+        compressed: u64,
+    },
+}
+
+/// What to validate: the `trailkeeper validate` options.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryScope {
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub trail: Option<String>,
+    pub org_id: Option<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl HistoryScope {
+    fn wants(&self, key: &DigestKey) -> bool {
+        // A digest ends the hour it covers: include the one that covers `end`.
+        self.trail.as_ref().is_none_or(|t| *t == key.trail)
+            && self.start.is_none_or(|s| key.end_time >= s)
+            && self
+                .end
+                .is_none_or(|e| key.end_time <= e + Duration::hours(1))
+    }
+}
+
+/// One region's digests of one account: the unit that is listed and checked together.
+#[derive(Debug, Clone)]
+struct RegionDir {
+    org_id: Option<String>,
+    account: String,
+    region: String,
+}
+
+/// How many region folders are checked at once; each may hold years of digests.
+const REGION_DIRS_AT_ONCE: usize = 4;
+
+struct Inner {
+    store: Store,
+    keys: KeyRing,
+    relocation: Option<Relocation>,
+    limits: Limits,
+    /// Bounds the objects being read at once, digests and logs alike.
+    reads: Semaphore,
+    concurrency: usize,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn hex_signature(metadata: &HashMap<String, String>) -> Option<String> {
+    metadata
+        .get(META_SIGNATURE)
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_generation_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+        .or_else(|| {
+            s.parse::<i64>()
+                .ok()
+                .and_then(|n| DateTime::from_timestamp(n, 0))
+        })
+}
+
+impl Engine {
+    pub fn new(store: Store, keys: KeyRing, concurrency: usize) -> Self {
+        Self::with(store, keys, concurrency, None, Limits::default())
+    }
+
+    pub fn with(
+        store: Store,
+        keys: KeyRing,
+        concurrency: usize,
+        relocation: Option<Relocation>,
+        limits: Limits,
+    ) -> Self {
+        let concurrency = concurrency.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                keys,
+                relocation,
+                limits,
+                reads: Semaphore::new(concurrency),
+                concurrency,
+            }),
+        }
+    }
+
+    fn original(&self, current: &ObjectRef) -> ObjectRef {
+        match &self.inner.relocation {
+            Some(r) => r.original(current),
+            None => current.clone(),
+        }
+    }
+
+    fn current(&self, original: &ObjectRef) -> ObjectRef {
+        match &self.inner.relocation {
+            Some(r) => r.current(original),
+            None => original.clone(),
+        }
+    }
+
+    /// Checks one digest on its own: its bytes, its metadata, its location, its key and its
+    /// signature. Logs and links are not looked at here.
+    pub async fn check_digest(
+        &self,
+        location: &ObjectRef,
+        key: &DigestKey,
+    ) -> Result<DigestCheck, EngineError> {
+        let fetched = {
+            let _permit = self
+                .inner
+                .reads
+                .acquire()
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))?;
+            self.inner
+                .store
+                .get_small(location, self.inner.limits.digest_compressed)
+                .await?
+        };
+        let mut node = ChainNode {
+            location: location.clone(),
+            key_time: key.end_time,
+            authentic: false,
+            missing: false,
+            signature: None,
+            sha256: None,
+            start: None,
+            end: None,
+            previous: None,
+        };
+        let verdict = |node: ChainNode, status: DigestStatus, reason: String| DigestCheck {
+            key: key.clone(),
+            status,
+            reason: Some(reason),
+            node,
+            logs: Vec::new(),
+        };
+        let object = match fetched {
+            Fetched::Missing => {
+                node.missing = true;
+                return Ok(verdict(
+                    node,
+                    DigestStatus::Missing,
+                    "the digest object does not exist".into(),
+                ));
+            }
+            Fetched::TooLarge(n) => {
+                let limit = self.inner.limits.digest_compressed;
+                return Ok(verdict(
+                    node,
+                    DigestStatus::Malformed,
+                    format!("{n} bytes, over the {limit}-byte digest limit"),
+                ));
+            }
+            Fetched::Object(o) => o,
+        };
+        node.signature = hex_signature(&object.metadata);
+        let inflated = match gunzip_all(&object.body, self.inner.limits.digest_inflated) {
+            Ok(b) => b,
+            Err(e) => return Ok(verdict(node, DigestStatus::Malformed, e.to_string())),
+        };
+        node.sha256 = Some(sha256(&inflated));
+        let file = match DigestFile::parse(&inflated) {
+            Ok(f) => f,
+            Err(e) => return Ok(verdict(node, DigestStatus::Malformed, e.to_string())),
+        };
+        drop(inflated);
+        let (start, end) = match (file.start_time(), file.end_time()) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(e), _) | (_, Err(e)) => {
+                return Ok(verdict(node, DigestStatus::Malformed, e.to_string()));
+            }
+        };
+        node.start = Some(start);
+        node.end = Some(end);
+        node.previous = file.previous.clone();
+
+        let Some(signature) = node.signature.clone() else {
+            return Ok(verdict(
+                node,
+                DigestStatus::Unsigned,
+                "no x-amz-meta-signature on the object".into(),
+            ));
+        };
+        match object.metadata.get(META_SIGNATURE_ALGORITHM) {
+            None => {
+                return Ok(verdict(
+                    node,
+                    DigestStatus::Unsigned,
+                    "no x-amz-meta-signature-algorithm on the object".into(),
+                ));
+            }
+            Some(a) if a != SIGNATURE_ALGORITHM => {
+                return Ok(verdict(
+                    node,
+                    DigestStatus::InvalidSignature,
+                    format!("unsupported signature algorithm {a:?}"),
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some(a) = file
+            .digest_signature_algorithm
+            .as_deref()
+            .filter(|a| *a != SIGNATURE_ALGORITHM)
+        {
+            return Ok(verdict(
+                node,
+                DigestStatus::InvalidSignature,
+                format!("digestSignatureAlgorithm is {a:?}"),
+            ));
+        }
+        let original = self.original(location);
+        if file.digest_s3_bucket != original.bucket || file.digest_s3_object != original.key {
+            return Ok(verdict(
+                node,
+                DigestStatus::Moved,
+                format!(
+                    "it says it was delivered to s3://{}/{}",
+                    file.digest_s3_bucket, file.digest_s3_object
+                ),
+            ));
+        }
+        if let Some(account) = file.aws_account_id.as_deref().filter(|a| *a != key.account) {
+            return Ok(verdict(
+                node,
+                DigestStatus::Malformed,
+                format!(
+                    "awsAccountId {account} is not the account {} of its key",
+                    key.account
+                ),
+            ));
+        }
+        let window = if key.backfill {
+            match object
+                .metadata
+                .get(META_BACKFILL_GENERATED)
+                .and_then(|s| parse_generation_time(s))
+            {
+                Some(t) => SigningWindow::for_backfill(t),
+                None => {
+                    return Ok(verdict(
+                        node,
+                        DigestStatus::Unsigned,
+                        "backfill digest without a readable x-amz-meta-backfill-generation-timestamp".into(),
+                    ));
+                }
+            }
+        } else {
+            SigningWindow::for_digest(end)
+        };
+        let fingerprint = &file.digest_public_key_fingerprint;
+        let Some(public_key) = self
+            .inner
+            .keys
+            .find(&key.region, fingerprint, window)
+            .await?
+        else {
+            return Ok(verdict(
+                node,
+                DigestStatus::UnknownKey,
+                format!(
+                    "no public key with fingerprint {fingerprint} in {} valid between {} and {}",
+                    key.region,
+                    window.from.to_rfc3339(),
+                    window.until.to_rfc3339()
+                ),
+            ));
+        };
+        let Ok(raw_signature) = hex::decode(&signature) else {
+            return Ok(verdict(
+                node,
+                DigestStatus::InvalidSignature,
+                "x-amz-meta-signature is not hex".into(),
+            ));
+        };
+        let sha = node.sha256.unwrap_or_default();
+        if !public_key.verify(string_to_sign(&file, &sha).as_bytes(), &raw_signature) {
+            return Ok(verdict(
+                node,
+                DigestStatus::InvalidSignature,
+                format!("the signature does not verify under key {fingerprint}"),
+            ));
+        }
+        node.authentic = true;
+        Ok(DigestCheck {
+            key: key.clone(),
+            status: DigestStatus::Valid,
+            reason: None,
+            node,
+            logs: file.log_files,
+        })
+    }
+
+    /// Streams one log through gunzip and SHA-256 and compares with its digest.
+    pub async fn check_log(&self, entry: &LogFileEntry) -> Result<LogCheck, EngineError> {
+        let location = self.current(&ObjectRef::new(&entry.s3_bucket, &entry.s3_object));
+        let content = {
+            let _permit = self
+                .inner
+                .reads
+                .acquire()
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))?;
+            self.inner
+                .store
+                .hash_gzip(&location, self.inner.limits.log_inflated)
+                .await?
+        };
+        let check = |status, reason: Option<String>| LogCheck {
+            location: location.clone(),
+            status,
+            reason,
+            inflated_bytes: 0,
+            compressed_bytes: 0,
+        };
+        if let Some(a) = entry.hash_algorithm.as_deref().filter(|a| *a != "SHA-256") {
+            return Ok(check(
+                LogStatus::Malformed,
+                Some(format!("unsupported hashAlgorithm {a:?}")),
+            ));
+        }
+        Ok(match content {
+            LogContent::Missing => check(
+                LogStatus::Missing,
+                Some("the log object does not exist".into()),
+            ),
+            LogContent::Unreadable(e) => check(LogStatus::Malformed, Some(e.to_string())),
+            LogContent::Read {
+                sha256,
+                inflated_bytes,
+                compressed_bytes,
+            } => {
+                let actual = hex::encode(sha256);
+                let (status, reason) = if actual.eq_ignore_ascii_case(entry.hash_value.trim()) {
+                    (LogStatus::Valid, None)
+                } else {
+                    (
+                        LogStatus::HashMismatch,
+                        Some(format!(
+                            "SHA-256 is {actual}, the digest says {}",
+                            entry.hash_value
+                        )),
+                    )
+                };
+                LogCheck {
+                    location: location.clone(),
+                    status,
+                    reason,
+                    inflated_bytes,
+                    compressed_bytes,
+                }
+            }
+        })
+    }
+
+    /// Checks the logs of an authentic digest, spread over the runtime's threads.
+    pub async fn check_logs(&self, digest: &DigestCheck) -> Vec<Result<LogCheck, EngineError>> {
+        let tasks: Vec<_> = digest
+            .logs
+            .iter()
+            .cloned()
+            .map(|entry| {
+                let engine = self.clone();
+                tokio::spawn(async move { engine.check_log(&entry).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(
+                t.await
+                    .map_err(|e| EngineError::Task(e.to_string()))
+                    .and_then(|r| r),
+            );
+        }
+        out
+    }
+
+    async fn check_with_logs(
+        &self,
+        location: ObjectRef,
+        key: DigestKey,
+    ) -> Result<(DigestCheck, Vec<Result<LogCheck, EngineError>>), EngineError> {
+        let mut check = self.check_digest(&location, &key).await?;
+        let logs = self.check_logs(&check).await;
+        check.logs = Vec::new();
+        Ok((check, logs))
+    }
+
+    /// Fetches the linked previous digests that are not among `checked`.
+    async fn fetch_outside_links(
+        &self,
+        checked: &[DigestCheck],
+        events: Option<&mpsc::Sender<Event>>,
+    ) -> (HashMap<ObjectRef, ChainNode>, Vec<EngineError>) {
+        let have: HashSet<&ObjectRef> = checked.iter().map(|c| c.location()).collect();
+        let wanted: Vec<(ObjectRef, DigestKey)> = checked
+            .iter()
+            .filter(|c| c.node.authentic)
+            .filter_map(|c| c.node.previous.as_ref().and_then(previous_location))
+            .map(|loc| self.current(&loc))
+            .filter(|loc| !have.contains(loc))
+            .filter_map(|loc| DigestKey::parse(&loc.key).ok().map(|k| (loc, k)))
+            .collect();
+        let mut outside = HashMap::new();
+        let mut errors = Vec::new();
+        let results: Vec<_> = stream::iter(wanted)
+            .map(|(loc, key)| async move { self.check_digest(&loc, &key).await })
+            .buffer_unordered(self.inner.concurrency)
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(c) => {
+                    outside.insert(c.node.location.clone(), c.node);
+                }
+                Err(e) => {
+                    if let Some(tx) = events {
+                        let _ = tx.send(Event::Error(e.to_string())).await;
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        (outside, errors)
+    }
+
+    /// Turns checks and chain findings into verdicts, digests in time order.
+    fn chain_verdicts(
+        &self,
+        stream: &StreamId,
+        checked: &[DigestCheck],
+        findings: Vec<ChainFinding>,
+    ) -> Vec<Verdict> {
+        let mut broken: HashMap<ObjectRef, String> = HashMap::new();
+        let mut extra = Vec::new();
+        let bucket = checked
+            .first()
+            .map(|c| c.location().bucket.clone())
+            .unwrap_or_default();
+        for f in findings {
+            match f {
+                ChainFinding::Broken { newer, reason } => {
+                    broken.insert(newer, reason);
+                }
+                ChainFinding::Missing {
+                    object,
+                    window,
+                    reason,
+                } => {
+                    let mut v = match &object {
+                        Some(o) => Verdict::at(Status::Digest(DigestStatus::Missing), stream, o),
+                        None => Verdict::new(
+                            Status::Digest(DigestStatus::Missing),
+                            stream,
+                            &bucket,
+                            None,
+                        ),
+                    };
+                    v.window = Some(window);
+                    extra.push(v.because(reason));
+                }
+                ChainFinding::Gap { window } => {
+                    let mut v = Verdict::new(Status::Gap, stream, &bucket, None).because(
+                        "no digest chain: CloudTrail started a new chain (logging or validation was off)",
+                    );
+                    v.window = Some(window);
+                    extra.push(v);
+                }
+            }
+        }
+        let mut out: Vec<Verdict> = checked
+            .iter()
+            .map(|c| {
+                let (status, reason) = match (c.status, broken.remove(c.location())) {
+                    (DigestStatus::Valid, Some(r)) => (DigestStatus::ChainBroken, Some(r)),
+                    (s, _) => (s, c.reason.clone()),
+                };
+                let v = Verdict::at(Status::Digest(status), stream, c.location());
+                match reason {
+                    Some(r) => v.because(r),
+                    None => v,
+                }
+            })
+            .collect();
+        out.extend(extra);
+        out
+    }
+
+    fn log_verdict(stream: &StreamId, digest: &ObjectRef, log: &LogCheck) -> Verdict {
+        let mut v = Verdict::at(Status::Log(log.status), stream, &log.location);
+        v.reason = log.reason.clone();
+        v.digest = Some(digest.key.clone());
+        v
+    }
+
+    /// Validates one delivered digest: its signature, its logs, and its link to the previous one.
+    /// This is the digest-validator Lambda's whole job.
+    pub async fn validate_digest(
+        &self,
+        location: &ObjectRef,
+        key: &DigestKey,
+    ) -> Result<DigestReport, EngineError> {
+        let (check, logs) = self.check_with_logs(location.clone(), key.clone()).await?;
+        let stream = key.stream();
+        let mut report = DigestReport::default();
+        for log in logs {
+            let log = log?;
+            report.summary.bytes += log.inflated_bytes;
+            report.summary.compressed_bytes += log.compressed_bytes;
+            report.logs.push(Self::log_verdict(&stream, location, &log));
+        }
+        let checked = vec![check];
+        let (outside, errors) = self.fetch_outside_links(&checked, None).await;
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        let nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
+        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
+        let mut verdicts = self.chain_verdicts(&stream, &checked, findings).into_iter();
+        report.digest = verdicts.next();
+        report.chain = verdicts.collect();
+        let mut summary = std::mem::take(&mut report.summary);
+        for v in report.all() {
+            summary.count(v);
+        }
+        report.summary = summary;
+        Ok(report)
+    }
+
+    /// Validates every digest in scope, its logs and its links, sending events as it goes.
+    /// Errors reading single objects are sent as events and counted; only a failure to list the
+    /// bucket at all is returned.
+    pub async fn validate_history(
+        &self,
+        scope: &HistoryScope,
+        events: mpsc::Sender<Event>,
+    ) -> Result<(), EngineError> {
+        let dirs = self.discover(scope).await?;
+        stream::iter(dirs)
+            .map(|dir| {
+                let events = events.clone();
+                async move { self.validate_region_dir(scope, dir, events).await }
+            })
+            .buffer_unordered(REGION_DIRS_AT_ONCE)
+            .collect::<Vec<()>>()
+            .await;
+        Ok(())
+    }
+
+    async fn discover(&self, scope: &HistoryScope) -> Result<Vec<RegionDir>, EngineError> {
+        let store = &self.inner.store;
+        let root = key::logs_root(scope.prefix.as_deref());
+        let top = store
+            .list(&scope.bucket, &root, None, None, Some("/"))
+            .await?;
+        let last = |p: &str| {
+            p.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut accounts: Vec<(Option<String>, String)> = Vec::new();
+        for p in &top.prefixes {
+            let name = last(p);
+            if name.starts_with("o-") {
+                if scope.org_id.as_ref().is_some_and(|o| *o != name) {
+                    continue;
+                }
+                for sub in store
+                    .list(&scope.bucket, p, None, None, Some("/"))
+                    .await?
+                    .prefixes
+                {
+                    accounts.push((Some(name.clone()), last(&sub)));
+                }
+            } else if scope.org_id.is_none() {
+                accounts.push((None, name));
+            }
+        }
+        accounts.retain(|(_, a)| {
+            key::is_account_id(a) && (scope.accounts.is_empty() || scope.accounts.contains(a))
+        });
+        let listings: Vec<Result<Vec<RegionDir>, StoreError>> = stream::iter(accounts)
+            .map(|(org_id, account)| async move {
+                let dir = format!(
+                    "{}{}/",
+                    key::account_root(scope.prefix.as_deref(), org_id.as_deref(), &account),
+                    key::DIGEST_DIR
+                );
+                let regions = store
+                    .list(&scope.bucket, &dir, None, None, Some("/"))
+                    .await?;
+                Ok(regions
+                    .prefixes
+                    .iter()
+                    .map(|p| last(p))
+                    .filter(|r| scope.regions.is_empty() || scope.regions.contains(r))
+                    .map(|region| RegionDir {
+                        org_id: org_id.clone(),
+                        account: account.clone(),
+                        region,
+                    })
+                    .collect())
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut dirs = Vec::new();
+        for l in listings {
+            dirs.extend(l?);
+        }
+        dirs.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+        Ok(dirs)
+    }
+
+    async fn validate_region_dir(
+        &self,
+        scope: &HistoryScope,
+        dir: RegionDir,
+        events: mpsc::Sender<Event>,
+    ) {
+        let folder = key::digest_region_dir(
+            scope.prefix.as_deref(),
+            dir.org_id.as_deref(),
+            &dir.account,
+            &dir.region,
+        );
+        // Keys sort by their date folders: list from the day before `start` to the day after `end`.
+        let start_after = scope
+            .start
+            .map(|s| format!("{folder}{}", (s - Duration::days(1)).format("%Y/%m/%d")));
+        let until = scope
+            .end
+            .map(|e| format!("{folder}{}/~", (e + Duration::days(1)).format("%Y/%m/%d")));
+        let listing = match self
+            .inner
+            .store
+            .list(
+                &scope.bucket,
+                &folder,
+                start_after.as_deref(),
+                until.as_deref(),
+                None,
+            )
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = events.send(Event::Error(e.to_string())).await;
+                return;
+            }
+        };
+        let mut streams: BTreeMap<StreamId, Vec<(ObjectRef, DigestKey)>> = BTreeMap::new();
+        for k in listing.keys {
+            match DigestKey::parse(&k) {
+                Ok(dk) if scope.wants(&dk) => streams
+                    .entry(dk.stream())
+                    .or_default()
+                    .push((ObjectRef::new(&scope.bucket, k), dk)),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "skipping a key that is not a digest"),
+            }
+        }
+        let times = streams.values().flatten().map(|(_, k)| k.end_time);
+        if let (Some(first), Some(last)) = (times.clone().min(), times.max())
+            && let Err(e) = self.inner.keys.prefetch(&dir.region, first, last).await
+        {
+            // Lookups will try again digest by digest, and fail those digests if it persists.
+            let _ = events.send(Event::Error(e.to_string())).await;
+        }
+        let total: usize = streams.values().map(Vec::len).sum();
+        let _ = events.send(Event::Listed(total as u64)).await;
+        for (stream_id, mut digests) in streams {
+            digests.sort_by(|a, b| (a.1.end_time, &a.0.key).cmp(&(b.1.end_time, &b.0.key)));
+            self.validate_stream(&stream_id, digests, &events).await;
+        }
+    }
+
+    async fn validate_stream(
+        &self,
+        stream_id: &StreamId,
+        digests: Vec<(ObjectRef, DigestKey)>,
+        events: &mpsc::Sender<Event>,
+    ) {
+        let mut checked: Vec<DigestCheck> = Vec::with_capacity(digests.len());
+        let mut unreadable: Vec<ChainNode> = Vec::new();
+        let mut results = stream::iter(digests)
+            .map(|(loc, key)| {
+                let engine = self.clone();
+                let placeholder = (loc.clone(), key.clone());
+                async move {
+                    let r =
+                        tokio::spawn(async move { engine.check_with_logs(loc, key).await }).await;
+                    (
+                        placeholder,
+                        r.map_err(|e| EngineError::Task(e.to_string()))
+                            .and_then(|r| r),
+                    )
+                }
+            })
+            .buffer_unordered(self.inner.concurrency);
+        while let Some(((loc, key), result)) = results.next().await {
+            match result {
+                Ok((check, logs)) => {
+                    for log in logs {
+                        match log {
+                            Ok(l) => {
+                                let _ = events
+                                    .send(Event::Bytes {
+                                        inflated: l.inflated_bytes,
+                                        compressed: l.compressed_bytes,
+                                    })
+                                    .await;
+                                let _ = events
+                                    .send(Event::Verdict(Self::log_verdict(stream_id, &loc, &l)))
+                                    .await;
+                            }
+                            Err(e) => {
+                                let _ = events.send(Event::Error(e.to_string())).await;
+                            }
+                        }
+                    }
+                    checked.push(check);
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Error(e.to_string())).await;
+                    // Unknown, not judged: no verdict, and links to it are not checked either.
+                    unreadable.push(ChainNode {
+                        location: loc,
+                        key_time: key.end_time,
+                        authentic: false,
+                        missing: false,
+                        signature: None,
+                        sha256: None,
+                        start: None,
+                        end: None,
+                        previous: None,
+                    });
+                }
+            }
+            let _ = events.send(Event::Checked).await;
+        }
+        drop(results);
+        checked.sort_by(|a, b| {
+            (a.key.end_time, &a.location().key).cmp(&(b.key.end_time, &b.location().key))
+        });
+        let (outside, _) = self.fetch_outside_links(&checked, Some(events)).await;
+        let mut nodes: Vec<ChainNode> = checked
+            .iter()
+            .map(|c| c.node.clone())
+            .chain(unreadable)
+            .collect();
+        nodes.sort_by(|a, b| (a.key_time, &a.location.key).cmp(&(b.key_time, &b.location.key)));
+        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
+        for v in self.chain_verdicts(stream_id, &checked, findings) {
+            let _ = events.send(Event::Verdict(v)).await;
+        }
+    }
+}
+
+/// The outcome of validating one delivered digest.
+#[derive(Debug, Default, Clone)]
+pub struct DigestReport {
+    pub digest: Option<Verdict>,
+    pub logs: Vec<Verdict>,
+    /// Missing previous digests and the like.
+    pub chain: Vec<Verdict>,
+    pub summary: Summary,
+}
+
+impl DigestReport {
+    pub fn all(&self) -> impl Iterator<Item = &Verdict> {
+        self.digest.iter().chain(&self.logs).chain(&self.chain)
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = &Verdict> {
+        self.all().filter(|v| v.is_finding())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_maps_both_ways_and_leaves_other_objects_alone() {
+        let r = Relocation::new("s3://old-bucket/old/prefix", "central", Some("new"));
+        let current = ObjectRef::new("central", "new/AWSLogs/111122223333/CloudTrail/x.json.gz");
+        let original = ObjectRef::new(
+            "old-bucket",
+            "old/prefix/AWSLogs/111122223333/CloudTrail/x.json.gz",
+        );
+        assert_eq!(r.original(&current), original);
+        assert_eq!(r.current(&original), current);
+        let other = ObjectRef::new("elsewhere", "AWSLogs/1/x");
+        assert_eq!(r.original(&other), other);
+        let no_prefix = Relocation::new("old-bucket", "central", None);
+        assert_eq!(
+            no_prefix.original(&ObjectRef::new("central", "AWSLogs/a")),
+            ObjectRef::new("old-bucket", "AWSLogs/a")
+        );
+    }
+
+    #[test]
+    fn backfill_generation_times_are_read_in_the_forms_seen() {
+        for s in ["2026-03-01T12:00:00Z", "20260301T120000Z", "1772366400"] {
+            assert_eq!(
+                parse_generation_time(s).unwrap().timestamp(),
+                1772366400,
+                "{s}"
+            );
+        }
+        assert!(parse_generation_time("yesterday").is_none());
+    }
+}
