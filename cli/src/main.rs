@@ -1,0 +1,16 @@
+use clap::Parser;
+use trailkeeper_cli::{Cli, Command, validate};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TRAILKEEPER_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match Cli::parse().command {
+        Command::Validate(args) => {
+            validate::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await
+        }
+    };
+    std::process::exit(code);
+}
