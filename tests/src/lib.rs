@@ -1,0 +1,207 @@
+//! The harness of the end-to-end tests: the moto server that `make test` started, buckets, signed
+//! history uploads, test keys served by the ListPublicKeys shim, and both validators to run.
+//!
+//! Tests that need the emulator fail, loudly, when it is not there; they never skip.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::{StreamExt, stream};
+use trailkeeper::testdata::{History, Object, TestKey, list_public_keys_json};
+
+/// The emulator's address, from `tests/moto/with-moto.sh` (run by `make test`).
+pub fn endpoint() -> String {
+    std::env::var("TRAILKEEPER_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "TRAILKEEPER_TEST_ENDPOINT is not set: these tests need the local AWS emulator. \
+             Run them with `make test` (or tests/moto/with-moto.sh cargo test)."
+        )
+    })
+}
+
+/// SDK configuration pointing at the emulator; the same loader the programs use.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    let endpoint = endpoint();
+    assert_eq!(
+        std::env::var("AWS_ENDPOINT_URL").ok().as_deref(),
+        Some(endpoint.as_str()),
+        "AWS_ENDPOINT_URL must point at the emulator"
+    );
+    trailkeeper::store::load_aws_config().await
+}
+
+pub async fn s3() -> aws_sdk_s3::Client {
+    trailkeeper::store::s3_client(&aws_config().await)
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A bucket name no other test uses.
+pub fn unique_bucket(name: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!("tk-{name}-{pid}-{n}")
+        .to_lowercase()
+        .replace('_', "-")
+}
+
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "create bucket {bucket} on the emulator at {}: {e:?}",
+                endpoint()
+            )
+        });
+}
+
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, object: &Object) {
+    let mut req = s3
+        .put_object()
+        .bucket(bucket)
+        .key(&object.key)
+        .body(ByteStream::from(object.body.clone()));
+    for (k, v) in &object.metadata {
+        req = req.metadata(k, v);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("put {}: {e:?}", object.key));
+}
+
+/// Uploads every log and digest of `history`.
+pub async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, history: &History) {
+    stream::iter(history.objects())
+        .map(|o| put(s3, bucket, o))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+pub async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("delete object");
+}
+
+/// Serves these keys from the emulator's ListPublicKeys (the shim reads the directory).
+pub fn register_keys(keys: &[&TestKey]) {
+    let dir = PathBuf::from(std::env::var("TRAILKEEPER_MOTO_KEYS_DIR").expect(
+        "TRAILKEEPER_MOTO_KEYS_DIR is not set: run the tests with `make test` so the emulator serves test keys",
+    ));
+    let name = keys
+        .iter()
+        .map(|k| &k.fingerprint[..8])
+        .collect::<Vec<_>>()
+        .join("-");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, list_public_keys_json(keys)).expect("write test keys");
+    std::fs::rename(&tmp, dir.join(format!("{name}.json"))).expect("publish test keys");
+}
+
+/// What `trailkeeper validate --format json` said.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub code: i32,
+    pub lines: Vec<serde_json::Value>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn summary(&self) -> &serde_json::Value {
+        self.lines
+            .iter()
+            .find(|l| l["type"] == "summary")
+            .expect("a summary line")
+    }
+
+    /// `key -> status` for files of this type (`digest` or `log`).
+    pub fn statuses(&self, kind: &str) -> BTreeMap<String, String> {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == kind && l["key"].is_string())
+            .map(|l| {
+                (
+                    l["key"].as_str().unwrap_or_default().to_string(),
+                    l["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Lines that are neither valid files nor the summary.
+    pub fn not_valid(&self) -> Vec<&serde_json::Value> {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] != "summary" && l["status"] != "valid")
+            .collect()
+    }
+}
+
+/// Runs `trailkeeper validate` in-process with JSON output.
+pub async fn trailkeeper_validate(args: &[&str]) -> Run {
+    use clap::Parser;
+    let mut argv = vec!["trailkeeper", "validate", "--format", "json"];
+    argv.extend_from_slice(args);
+    let cli =
+        trailkeeper_cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let trailkeeper_cli::Command::Validate(a) = cli.command;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = trailkeeper_cli::validate::run(a, &mut out, &mut err).await;
+    let lines = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    Run {
+        code,
+        lines,
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+/// What `aws cloudtrail validate-logs --verbose` said about each file, and its exit code.
+#[derive(Debug, Default)]
+pub struct AwsCliRun {
+    pub code: i32,
+    /// `s3://bucket/key -> "valid" | "INVALID: …"`, digests and logs alike.
+    pub files: HashMap<String, String>,
+    pub output: String,
+}
+
+/// Runs the reference peer, the AWS CLI (from the test venv), against the emulator.
+pub fn awscli_validate_logs(args: &[&str]) -> AwsCliRun {
+    let aws = std::env::var("TRAILKEEPER_AWSCLI")
+        .expect("TRAILKEEPER_AWSCLI is not set: run with `make test`");
+    let out = std::process::Command::new(&aws)
+        .args(["cloudtrail", "validate-logs", "--verbose"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {aws}: {e}"));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = output
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let (kind, uri, verdict) = (parts.next()?, parts.next()?, parts.next()?);
+            (kind == "Digest file" || kind == "Log file")
+                .then(|| (uri.to_string(), verdict.trim().to_string()))
+        })
+        .collect();
+    AwsCliRun {
+        code: out.status.code().unwrap_or(-1),
+        files,
+        output,
+    }
+}
