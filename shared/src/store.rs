@@ -52,12 +52,17 @@ pub fn describe_sdk_error<E: std::error::Error + 'static>(e: &E) -> String {
 }
 
 /// The SDK configuration every trailkeeper program uses: the standard provider chain
-/// (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles), with more patience for throttling than the default.
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles). Unless the user set `AWS_MAX_ATTEMPTS`, it is
+/// more patient with throttling than the SDK's default of 3 attempts: a long validation run
+/// should ride out an S3 `SlowDown` rather than end incomplete.
 pub async fn load_aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
-        .load()
-        .await
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let loader = if std::env::var_os("AWS_MAX_ATTEMPTS").is_some() {
+        loader
+    } else {
+        loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
+    };
+    loader.load().await
 }
 
 /// An S3 client; path-style when a custom endpoint (a local emulator) is configured.

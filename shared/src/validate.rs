@@ -946,6 +946,90 @@ impl DigestReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KeySource;
+    use crate::testdata::{Generator, TestKey, TrailLayout};
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    const SLOW_DOWN: &str = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+
+    fn one_signed_hour() -> (TestKey, crate::testdata::History) {
+        let t0 = DateTime::parse_from_rfc3339("2026-05-01T00:01:02Z").unwrap().to_utc();
+        let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(1));
+        let layout = TrailLayout {
+            bucket: "central".into(),
+            prefix: None,
+            org_id: None,
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            trail: "trailkeeper".into(),
+            home_region: "us-east-1".into(),
+        };
+        let history = Generator::new(layout, &key, 3).chain(t0, 1, None, |_| 1);
+        (key, history)
+    }
+
+    fn serve(object: &crate::testdata::Object) -> Rule {
+        let (key, body, metadata) = (object.key.clone(), object.body.clone(), object.metadata.clone());
+        mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(move |r| r.key() == Some(key.as_str()))
+            .then_output(move || {
+                let mut out = GetObjectOutput::builder().content_length(body.len() as i64).body(ByteStream::from(body.clone()));
+                for (k, v) in &metadata {
+                    out = out.metadata(k, v);
+                }
+                out.build()
+            })
+    }
+
+    fn throttle(key: &str) -> Rule {
+        let key = key.to_string();
+        mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(move |r| r.key() == Some(key.as_str()))
+            .sequence()
+            .http_status(503, Some(SLOW_DOWN.into()))
+            .times(50)
+            .build()
+    }
+
+    fn engine(rules: &[&Rule], key: &TestKey) -> Engine {
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)));
+        Engine::new(Store::new(client), KeyRing::new(KeySource::Fixed(vec![Arc::new(key.public_key())])), 4)
+    }
+
+    #[tokio::test]
+    async fn an_intact_hour_is_valid_through_the_sdk() {
+        let (key, h) = one_signed_hour();
+        let (digest, log) = (serve(&h.digests[0].object), serve(&h.logs[0]));
+        let e = engine(&[&digest, &log], &key);
+        let loc = ObjectRef::new("central", &h.digests[0].object.key);
+        let report = e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.unwrap();
+        assert_eq!(report.digest.unwrap().status, Status::Digest(DigestStatus::Valid));
+        assert_eq!(report.logs.len(), 1);
+        assert_eq!(report.logs[0].status, Status::Log(LogStatus::Valid));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_log_is_an_error_naming_it_never_a_verdict() {
+        let (key, h) = one_signed_hour();
+        let (digest, log) = (serve(&h.digests[0].object), throttle(&h.logs[0].key));
+        let e = engine(&[&digest, &log], &key);
+        let loc = ObjectRef::new("central", &h.digests[0].object.key);
+        let err = e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.unwrap_err();
+        assert!(err.to_string().contains(&h.logs[0].key), "{err}");
+        assert!(err.to_string().contains("SlowDown"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_digest_is_an_error_never_a_verdict() {
+        let (key, h) = one_signed_hour();
+        let digest = throttle(&h.digests[0].object.key);
+        let e = engine(&[&digest], &key);
+        let loc = ObjectRef::new("central", &h.digests[0].object.key);
+        assert!(e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.is_err());
+    }
 
     #[test]
     fn relocation_maps_both_ways_and_leaves_other_objects_alone() {
