@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::gzip::{Gunzip, GzipError, Sha256Sink};
 
@@ -46,9 +47,38 @@ pub enum StoreError {
     },
 }
 
-/// The whole chain of an SDK error, code and message included.
-pub fn describe_sdk_error<E: std::error::Error + 'static>(e: &E) -> String {
-    DisplayErrorContext(e).to_string()
+/// What an operator needs of an SDK error: the service's code and message (and HTTP status), or
+/// the chain of causes of a transport failure; never a dump of the raw response.
+pub fn describe_sdk_error<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            format!(
+                "{}: {} (HTTP {})",
+                err.code().unwrap_or("unknown service error"),
+                err.message().unwrap_or("no message"),
+                service.raw().status().as_u16()
+            )
+        }
+        other => error_chain(other),
+    }
+}
+
+/// `outer: cause: root cause`, each level once.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 /// The SDK configuration every trailkeeper program uses: the standard provider chain
@@ -173,7 +203,7 @@ impl Store {
                         }
                     }
                     Err(e) => {
-                        broke = Some(describe_sdk_error(&e));
+                        broke = Some(error_chain(&e));
                         break;
                     }
                 }
@@ -216,7 +246,7 @@ impl Store {
                         }
                     }
                     Err(e) => {
-                        broke = Some(describe_sdk_error(&e));
+                        broke = Some(error_chain(&e));
                         break;
                     }
                 }

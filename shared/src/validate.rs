@@ -952,10 +952,13 @@ mod tests {
     use aws_sdk_s3::primitives::ByteStream;
     use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 
-    const SLOW_DOWN: &str = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    const SLOW_DOWN: &str =
+        "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
     fn one_signed_hour() -> (TestKey, crate::testdata::History) {
-        let t0 = DateTime::parse_from_rfc3339("2026-05-01T00:01:02Z").unwrap().to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2026-05-01T00:01:02Z")
+            .unwrap()
+            .to_utc();
         let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(1));
         let layout = TrailLayout {
             bucket: "central".into(),
@@ -971,11 +974,17 @@ mod tests {
     }
 
     fn serve(object: &crate::testdata::Object) -> Rule {
-        let (key, body, metadata) = (object.key.clone(), object.body.clone(), object.metadata.clone());
+        let (key, body, metadata) = (
+            object.key.clone(),
+            object.body.clone(),
+            object.metadata.clone(),
+        );
         mock!(aws_sdk_s3::Client::get_object)
             .match_requests(move |r| r.key() == Some(key.as_str()))
             .then_output(move || {
-                let mut out = GetObjectOutput::builder().content_length(body.len() as i64).body(ByteStream::from(body.clone()));
+                let mut out = GetObjectOutput::builder()
+                    .content_length(body.len() as i64)
+                    .body(ByteStream::from(body.clone()));
                 for (k, v) in &metadata {
                     out = out.metadata(k, v);
                 }
@@ -994,9 +1003,14 @@ mod tests {
     }
 
     fn engine(rules: &[&Rule], key: &TestKey) -> Engine {
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)));
-        Engine::new(Store::new(client), KeyRing::new(KeySource::Fixed(vec![Arc::new(key.public_key())])), 4)
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c.retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)
+        ));
+        Engine::new(
+            Store::new(client),
+            KeyRing::new(KeySource::Fixed(vec![Arc::new(key.public_key())])),
+            4,
+        )
     }
 
     #[tokio::test]
@@ -1005,8 +1019,14 @@ mod tests {
         let (digest, log) = (serve(&h.digests[0].object), serve(&h.logs[0]));
         let e = engine(&[&digest, &log], &key);
         let loc = ObjectRef::new("central", &h.digests[0].object.key);
-        let report = e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.unwrap();
-        assert_eq!(report.digest.unwrap().status, Status::Digest(DigestStatus::Valid));
+        let report = e
+            .validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            report.digest.unwrap().status,
+            Status::Digest(DigestStatus::Valid)
+        );
         assert_eq!(report.logs.len(), 1);
         assert_eq!(report.logs[0].status, Status::Log(LogStatus::Valid));
     }
@@ -1017,7 +1037,10 @@ mod tests {
         let (digest, log) = (serve(&h.digests[0].object), throttle(&h.logs[0].key));
         let e = engine(&[&digest, &log], &key);
         let loc = ObjectRef::new("central", &h.digests[0].object.key);
-        let err = e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.unwrap_err();
+        let err = e
+            .validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(&h.logs[0].key), "{err}");
         assert!(err.to_string().contains("SlowDown"), "{err}");
     }
@@ -1028,7 +1051,11 @@ mod tests {
         let digest = throttle(&h.digests[0].object.key);
         let e = engine(&[&digest], &key);
         let loc = ObjectRef::new("central", &h.digests[0].object.key);
-        assert!(e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap()).await.is_err());
+        assert!(
+            e.validate_digest(&loc, &DigestKey::parse(&loc.key).unwrap())
+                .await
+                .is_err()
+        );
     }
 
     #[test]
