@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use trailkeeper::testdata::{Generator, TestKey, TrailLayout, gzip};
 use trailkeeper_e2e::*;
 
