@@ -2,8 +2,10 @@
 //! findings. No Lambda types live here; the functions and the CLI are thin layers over it.
 
 pub mod digest;
+pub mod events;
 pub mod gzip;
 pub mod keys;
+pub mod policy;
 pub mod report;
 pub mod store;
 pub mod validate;
@@ -14,10 +16,10 @@ pub mod testdata;
 #[cfg(test)]
 pub(crate) mod test_vectors {
     /// The hand-out's vectors, beside the repository (as in CI).
-    pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/");
+    pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
 
     pub fn vector(path: &str) -> Vec<u8> {
-        std::fs::read(format!("{ROOT}{path}"))
-            .unwrap_or_else(|e| panic!("vector {ROOT}{path}: {e}"))
+        std::fs::read(format!("{ROOT}/{path}"))
+            .unwrap_or_else(|e| panic!("vector {ROOT}/{path}: {e}"))
     }
 }

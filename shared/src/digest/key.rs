@@ -47,7 +47,7 @@ pub struct StreamId {
 }
 
 pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+    crate::events::AccountId::new(s).is_ok()
 }
 
 fn is_org_id(s: &str) -> bool {
