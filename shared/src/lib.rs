@@ -1,6 +1,8 @@
 //! trailkeeper's domain library: CloudTrail digest validation, public keys, object access and
 //! findings. No Lambda types live here; the functions and the CLI are thin layers over it.
 
+pub mod alerts;
+pub mod config;
 pub mod digest;
 pub mod events;
 pub mod gzip;

@@ -225,3 +225,87 @@ impl Summary {
         .to_string()
     }
 }
+
+/// The outcome of validating one delivered digest: the digest-validator's unit of work.
+#[derive(Debug, Default, Clone)]
+pub struct DigestReport {
+    pub bucket: String,
+    pub key: String,
+    pub stream: StreamId,
+    /// The hour the digest covers.
+    pub period: (DateTime<Utc>, DateTime<Utc>),
+    pub digest: Option<Verdict>,
+    pub logs: Vec<Verdict>,
+    /// Missing previous digests and the like.
+    pub chain: Vec<Verdict>,
+    pub summary: Summary,
+}
+
+/// The CloudWatch namespace of trailkeeper's metrics.
+pub const METRICS_NAMESPACE: &str = "Trailkeeper";
+
+impl DigestReport {
+    pub fn all(&self) -> impl Iterator<Item = &Verdict> {
+        self.digest.iter().chain(&self.logs).chain(&self.chain)
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = &Verdict> {
+        self.all().filter(|v| v.is_finding())
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        self.digest.as_ref().map_or("unknown", Verdict::status_str)
+    }
+
+    /// One JSON log line that is also CloudWatch Embedded Metric Format: the verdict and its
+    /// findings as properties, the counts as metrics by account and region.
+    pub fn record(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let digests = |valid: bool| {
+            self.digest
+                .iter()
+                .chain(&self.chain)
+                .filter(|v| v.is_finding() != valid)
+                .count()
+        };
+        let findings: Vec<serde_json::Value> = self
+            .findings()
+            .map(|v| {
+                serde_json::json!({
+                    "type": v.kind(), "status": v.status_str(), "key": v.key, "reason": v.reason,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now.timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["Account", "Region"]],
+                    "Metrics": [
+                        {"Name": "DigestsValid", "Unit": "Count"},
+                        {"Name": "DigestsInvalid", "Unit": "Count"},
+                        {"Name": "LogFilesValidated", "Unit": "Count"},
+                        {"Name": "LogFilesInvalid", "Unit": "Count"},
+                        {"Name": "BytesHashed", "Unit": "Bytes"},
+                    ],
+                }],
+            },
+            "Account": self.stream.account,
+            "Region": self.stream.region,
+            "DigestsValid": digests(true),
+            "DigestsInvalid": digests(false),
+            "LogFilesValidated": self.logs.len(),
+            "LogFilesInvalid": self.logs.iter().filter(|v| v.is_finding()).count(),
+            "BytesHashed": self.summary.bytes,
+            "verdict": self.verdict(),
+            "trail": self.stream.trail,
+            "bucket": self.bucket,
+            "key": self.key,
+            "period": [format_time(self.period.0), format_time(self.period.1)],
+            "logFiles": self.logs.len(),
+            "bytes": self.summary.bytes,
+            "compressedBytes": self.summary.compressed_bytes,
+            "findings": findings,
+        })
+    }
+}

@@ -14,7 +14,7 @@ use crate::digest::key::{self, DigestKey, StreamId};
 use crate::digest::signature::{SIGNATURE_ALGORITHM, string_to_sign};
 use crate::gzip::{gunzip_all, sha256};
 use crate::keys::{KeyError, KeyRing, SigningWindow};
-use crate::report::{DigestStatus, LogStatus, Status, Summary, Verdict};
+use crate::report::{DigestReport, DigestStatus, LogStatus, Status, Verdict};
 use crate::store::{Fetched, LogContent, ObjectRef, Store, StoreError};
 
 /// Metadata CloudTrail puts on every digest object (the SDK gives the keys in lower case).
@@ -666,7 +666,19 @@ impl Engine {
     ) -> Result<DigestReport, EngineError> {
         let (check, logs) = self.check_with_logs(location.clone(), key.clone()).await?;
         let stream = key.stream();
-        let mut report = DigestReport::default();
+        let mut report = DigestReport {
+            bucket: location.bucket.clone(),
+            key: location.key.clone(),
+            stream: stream.clone(),
+            period: (
+                check
+                    .node
+                    .start
+                    .unwrap_or(key.end_time - Duration::hours(1)),
+                check.node.end.unwrap_or(key.end_time),
+            ),
+            ..DigestReport::default()
+        };
         for log in logs {
             let log = log?;
             report.summary.bytes += log.inflated_bytes;
@@ -920,26 +932,6 @@ impl Engine {
         for v in self.chain_verdicts(stream_id, &checked, findings) {
             let _ = events.send(Event::Verdict(v)).await;
         }
-    }
-}
-
-/// The outcome of validating one delivered digest.
-#[derive(Debug, Default, Clone)]
-pub struct DigestReport {
-    pub digest: Option<Verdict>,
-    pub logs: Vec<Verdict>,
-    /// Missing previous digests and the like.
-    pub chain: Vec<Verdict>,
-    pub summary: Summary,
-}
-
-impl DigestReport {
-    pub fn all(&self) -> impl Iterator<Item = &Verdict> {
-        self.digest.iter().chain(&self.logs).chain(&self.chain)
-    }
-
-    pub fn findings(&self) -> impl Iterator<Item = &Verdict> {
-        self.all().filter(|v| v.is_finding())
     }
 }
 

@@ -205,3 +205,74 @@ pub fn awscli_validate_logs(args: &[&str]) -> AwsCliRun {
         output,
     }
 }
+
+/// Creates an SNS topic on the emulator and returns its ARN.
+pub async fn create_topic(name: &str) -> String {
+    let sns = aws_sdk_sns::Client::new(&aws_config().await);
+    let out = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create SNS topic on the emulator");
+    out.topic_arn().expect("topic ARN").to_string()
+}
+
+/// `(subject, message)` of everything published to `topic_arn`, read from moto's state
+/// (`/moto-api/data.json`): the SDK cannot read SNS messages back.
+pub fn published(topic_arn: &str) -> Vec<(String, String)> {
+    use std::io::{Read, Write};
+    let endpoint = endpoint();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the emulator");
+    write!(
+        stream,
+        "GET /moto-api/data.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let state: serde_json::Value = serde_json::from_str(&body).expect("moto state is JSON");
+    // A repeated CreateTopic leaves a phantom entry with the same ARN: merge entries by ARN.
+    state["sns"]["Topic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t.to_string().contains(topic_arn))
+        .flat_map(|t| {
+            t["sent_notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|n| {
+            (
+                n[2].as_str().unwrap_or_default().to_string(),
+                n[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}

@@ -36,7 +36,7 @@ pub struct DigestKey {
 }
 
 /// One chain of digests: the same trail, account and region, standard or backfill.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId {
     pub account: String,
     pub region: String,

@@ -1,0 +1,231 @@
+//! The handler: each digest validated by the shared engine, one record per digest, an alert per
+//! finding. A finding is a successful invocation that reports it; only an error worth retrying
+//! (throttling, network, permissions) fails the invocation.
+
+use chrono::Utc;
+use lambda_runtime::{Diagnostic, LambdaEvent, tracing};
+use serde_json::{Value, json};
+use trailkeeper::alerts::{Alert, AlertTopic};
+use trailkeeper::config::{self, ConfigError};
+use trailkeeper::digest::key::DigestKey;
+use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource};
+use trailkeeper::report::DigestReport;
+use trailkeeper::store::{ObjectRef, Store, s3_client};
+use trailkeeper::validate::Engine;
+
+use crate::input::{self, BatchInvocation, InputError, Invocation};
+
+/// Settings, read once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// When set, events about other buckets are refused.
+    pub central_bucket: Option<String>,
+    pub alert_topic_arn: Option<String>,
+    /// Log files read at once.
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            central_bucket: config::optional_checked(
+                "TRAILKEEPER_BUCKET",
+                config::check_bucket_name,
+            )?,
+            alert_topic_arn: config::optional_checked(
+                "TRAILKEEPER_ALERT_TOPIC_ARN",
+                config::check_sns_topic_arn,
+            )?,
+            concurrency: config::count("TRAILKEEPER_CONCURRENCY", 32)?,
+        })
+    }
+}
+
+/// Where the one-line-per-digest records go: stdout in Lambda (CloudWatch Logs reads EMF there).
+pub trait RecordSink: Send + Sync {
+    fn write(&self, record: &Value);
+}
+
+pub struct Stdout;
+
+impl RecordSink for Stdout {
+    fn write(&self, record: &Value) {
+        println!("{record}");
+    }
+}
+
+pub struct Deps<R: RecordSink> {
+    pub engine: Engine,
+    pub alerts: Option<AlertTopic>,
+    pub central_bucket: Option<String>,
+    pub records: R,
+}
+
+impl<R: RecordSink> Deps<R> {
+    /// Clients and the key cache are made once per container; nothing here touches the network.
+    pub fn new(aws: &aws_config::SdkConfig, config: Config, records: R) -> Self {
+        let keys = KeyRing::new(KeySource::Api(Box::new(CloudTrailKeys::new(aws))));
+        Self {
+            engine: Engine::new(Store::new(s3_client(aws)), keys, config.concurrency),
+            alerts: config
+                .alert_topic_arn
+                .map(|arn| AlertTopic::new(aws_sdk_sns::Client::new(aws), arn)),
+            central_bucket: config.central_bucket,
+            records,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Worth retrying: the message names the object.
+    #[error("{0}")]
+    Retryable(String),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        let error_type = match e {
+            HandlerError::Input(_) => "InvalidEvent",
+            HandlerError::Retryable(_) => "Retryable",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// What became of one object.
+pub enum Outcome {
+    Skipped(String),
+    Validated(Box<DigestReport>),
+}
+
+impl<R: RecordSink> Deps<R> {
+    /// Validates one object if it is a digest of the central bucket; records and alerts.
+    pub async fn process(&self, object: &ObjectRef) -> Result<Outcome, String> {
+        let Ok(key) = DigestKey::parse(&object.key) else {
+            tracing::debug!(key = %object.key, "not a CloudTrail digest; skipped");
+            return Ok(Outcome::Skipped("not a CloudTrail digest".into()));
+        };
+        if let Some(central) = self
+            .central_bucket
+            .as_deref()
+            .filter(|c| *c != object.bucket)
+        {
+            tracing::warn!(bucket = %object.bucket, central, "event for another bucket; skipped");
+            return Ok(Outcome::Skipped(format!(
+                "bucket {} is not the central bucket {central}",
+                object.bucket
+            )));
+        }
+        let report = self
+            .engine
+            .validate_digest(object, &key)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.records.write(&report.record(Utc::now()));
+        if let Some(topic) = &self.alerts {
+            for finding in report.findings() {
+                let alert = Alert::for_finding(finding, Some(&report.key), report.period);
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Outcome::Validated(Box::new(report)))
+    }
+
+    async fn batch(&self, invocation: BatchInvocation) -> Value {
+        let mut results = Vec::with_capacity(invocation.tasks.len());
+        for task in &invocation.tasks {
+            let (code, text) = match task.object() {
+                Err(why) => ("PermanentFailure", why),
+                Ok(object) => match self.process(&object).await {
+                    Ok(Outcome::Skipped(why)) => ("Succeeded", format!("skipped: {why}")),
+                    Ok(Outcome::Validated(r)) => {
+                        let findings: Vec<String> = r
+                            .findings()
+                            .map(|f| {
+                                format!(
+                                    "{} {} {}",
+                                    f.kind(),
+                                    f.status_str(),
+                                    f.key.as_deref().unwrap_or("(unknown key)")
+                                )
+                            })
+                            .collect();
+                        if findings.is_empty() {
+                            (
+                                "Succeeded",
+                                format!(
+                                    "valid: {} log files, {} bytes",
+                                    r.logs.len(),
+                                    r.summary.bytes
+                                ),
+                            )
+                        } else {
+                            ("PermanentFailure", findings.join("; "))
+                        }
+                    }
+                    Err(e) => ("TemporaryFailure", e),
+                },
+            };
+            let mut text = text;
+            truncate_at_char(&mut text, 1024);
+            results.push(json!({"taskId": task.task_id, "resultCode": code, "resultString": text}));
+        }
+        json!({
+            "invocationSchemaVersion": invocation.invocation_schema_version,
+            "treatMissingKeysAs": "PermanentFailure",
+            "invocationId": invocation.invocation_id,
+            "results": results,
+        })
+    }
+}
+
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// The Lambda handler.
+pub async fn handle<R: RecordSink>(
+    deps: &Deps<R>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, HandlerError> {
+    match input::parse(&event.payload)? {
+        Invocation::Ignored(why) => {
+            tracing::info!(reason = %why, "event ignored");
+            Ok(json!({ "ignored": why }))
+        }
+        Invocation::Batch(b) => Ok(deps.batch(b).await),
+        Invocation::Objects(objects) => {
+            let mut digests = Vec::new();
+            let mut errors = Vec::new();
+            for object in &objects {
+                match deps.process(object).await {
+                    Ok(Outcome::Skipped(why)) => {
+                        digests.push(json!({"key": object.key, "skipped": why}))
+                    }
+                    Ok(Outcome::Validated(r)) => digests.push(json!({
+                        "key": r.key, "verdict": r.verdict(), "findings": r.findings().count(),
+                    })),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if errors.is_empty() {
+                Ok(json!({ "digests": digests }))
+            } else {
+                // Lambda retries the event; validating again is harmless.
+                Err(HandlerError::Retryable(errors.join("; ")))
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Findings for the person on call: one SNS message per finding, saying what, where, since when,
+//! and the command that reproduces it.
+
+use chrono::{DateTime, Utc};
+
+use crate::digest::file::format_time;
+use crate::report::Verdict;
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing the alert {subject:?} to {topic}: {message}")]
+pub struct AlertError {
+    pub topic: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// One alert, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// SNS subjects are at most 100 ASCII characters.
+    pub subject: String,
+    pub message: String,
+}
+
+impl Alert {
+    /// The alert for one finding about the digest that covered `period`.
+    pub fn for_finding(
+        finding: &Verdict,
+        digest_key: Option<&str>,
+        period: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Self {
+        let kind = match finding.kind() {
+            "log" => "log file",
+            other => other,
+        };
+        let mut subject = format!(
+            "trailkeeper: {} {} in account {} {}",
+            kind,
+            finding.status_str(),
+            finding.account,
+            finding.region
+        );
+        subject.truncate(100);
+        let location = match &finding.key {
+            Some(k) => format!("s3://{}/{}", finding.bucket, k),
+            None => format!("s3://{}/ (the object's name is unknown)", finding.bucket),
+        };
+        let (from, until) = finding.window.unwrap_or(period);
+        let mut message = format!(
+            "trailkeeper found a problem in the CloudTrail history of account {account}, region {region} (trail {trail}).\n\n\
+             What:   {kind} is {status}{reason}\n\
+             Where:  {location}\n",
+            account = finding.account,
+            region = finding.region,
+            trail = finding.trail,
+            status = finding.status_str(),
+            reason = finding
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+        );
+        if let Some(d) = digest_key.filter(|d| finding.key.as_deref() != Some(*d)) {
+            message.push_str(&format!("Digest: s3://{}/{d}\n", finding.bucket));
+        }
+        message.push_str(&format!(
+            "When:   the hour from {} to {}\n\n\
+             Reproduce with:\n  trailkeeper validate --bucket {} --account {} --region {} --trail {} --start {} --end {}\n",
+            format_time(from),
+            format_time(until),
+            finding.bucket,
+            finding.account,
+            finding.region,
+            finding.trail,
+            format_time(period.1),
+            format_time(period.1),
+        ));
+        Self { subject, message }
+    }
+}
+
+/// An SNS topic for alerts.
+pub struct AlertTopic {
+    sns: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl AlertTopic {
+    pub fn new(sns: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            sns,
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    pub async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.sns
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&alert.subject)
+            .message(&alert.message)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AlertError {
+                topic: self.topic_arn.clone(),
+                subject: alert.subject.clone(),
+                message: crate::store::describe_sdk_error(&e),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::key::StreamId;
+    use crate::report::{LogStatus, Status};
+    use crate::store::ObjectRef;
+
+    #[test]
+    fn an_alert_says_what_where_when_and_how_to_reproduce() {
+        let stream = StreamId {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+            trail: "trailkeeper".into(),
+            home_region: "us-east-1".into(),
+            org_id: None,
+            backfill: false,
+        };
+        let v = Verdict::at(
+            Status::Log(LogStatus::HashMismatch),
+            &stream,
+            &ObjectRef::new("central", "AWSLogs/x.json.gz"),
+        )
+        .because("SHA-256 is aa, the digest says bb");
+        let t = |s| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let a = Alert::for_finding(
+            &v,
+            Some("AWSLogs/d.json.gz"),
+            (t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")),
+        );
+        assert_eq!(
+            a.subject,
+            "trailkeeper: log file hash_mismatch in account 111122223333 eu-west-1"
+        );
+        for part in [
+            "What:   log file is hash_mismatch: SHA-256 is aa, the digest says bb",
+            "Where:  s3://central/AWSLogs/x.json.gz",
+            "Digest: s3://central/AWSLogs/d.json.gz",
+            "When:   the hour from 2026-01-01T00:00:00Z to 2026-01-01T01:00:00Z",
+            "trailkeeper validate --bucket central --account 111122223333 --region eu-west-1 --trail trailkeeper --start 2026-01-01T01:00:00Z --end 2026-01-01T01:00:00Z",
+        ] {
+            assert!(a.message.contains(part), "{part}\n{}", a.message);
+        }
+    }
+}
