@@ -178,6 +178,21 @@ pub struct TrailLayout {
     pub home_region: String,
 }
 
+impl TrailLayout {
+    /// trailkeeper's default trail, homed in us-east-1, with no prefix, outside an organization.
+    pub fn new(bucket: &str, account: &str, region: &str) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: None,
+            org_id: None,
+            account: account.into(),
+            region: region.into(),
+            trail: "trailkeeper".into(),
+            home_region: "us-east-1".into(),
+        }
+    }
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(bytes).expect("in-memory gzip");

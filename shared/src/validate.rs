@@ -247,6 +247,16 @@ impl Engine {
         }
     }
 
+    /// One of the bounded number of object reads; held only while reading, never while waiting
+    /// on other reads, so digests and their logs cannot starve each other.
+    async fn read_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EngineError> {
+        self.inner
+            .reads
+            .acquire()
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))
+    }
+
     fn original(&self, current: &ObjectRef) -> ObjectRef {
         match &self.inner.relocation {
             Some(r) => r.original(current),
@@ -269,28 +279,13 @@ impl Engine {
         key: &DigestKey,
     ) -> Result<DigestCheck, EngineError> {
         let fetched = {
-            let _permit = self
-                .inner
-                .reads
-                .acquire()
-                .await
-                .map_err(|e| EngineError::Task(e.to_string()))?;
+            let _permit = self.read_permit().await?;
             self.inner
                 .store
                 .get_small(location, self.inner.limits.digest_compressed)
                 .await?
         };
-        let mut node = ChainNode {
-            location: location.clone(),
-            key_time: key.end_time,
-            authentic: false,
-            missing: false,
-            signature: None,
-            sha256: None,
-            start: None,
-            end: None,
-            previous: None,
-        };
+        let mut node = ChainNode::unknown(location.clone(), key.end_time);
         let verdict = |node: ChainNode, status: DigestStatus, reason: String| DigestCheck {
             key: key.clone(),
             status,
@@ -459,12 +454,7 @@ impl Engine {
     pub async fn check_log(&self, entry: &LogFileEntry) -> Result<LogCheck, EngineError> {
         let location = self.current(&ObjectRef::new(&entry.s3_bucket, &entry.s3_object));
         let content = {
-            let _permit = self
-                .inner
-                .reads
-                .acquire()
-                .await
-                .map_err(|e| EngineError::Task(e.to_string()))?;
+            let _permit = self.read_permit().await?;
             self.inner
                 .store
                 .hash_gzip(&location, self.inner.limits.log_inflated)
@@ -902,17 +892,7 @@ impl Engine {
                 Err(e) => {
                     let _ = events.send(Event::Error(e.to_string())).await;
                     // Unknown, not judged: no verdict, and links to it are not checked either.
-                    unreadable.push(ChainNode {
-                        location: loc,
-                        key_time: key.end_time,
-                        authentic: false,
-                        missing: false,
-                        signature: None,
-                        sha256: None,
-                        start: None,
-                        end: None,
-                        previous: None,
-                    });
+                    unreadable.push(ChainNode::unknown(loc, key.end_time));
                 }
             }
             let _ = events.send(Event::Checked).await;
@@ -952,15 +932,7 @@ mod tests {
             .unwrap()
             .to_utc();
         let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(1));
-        let layout = TrailLayout {
-            bucket: "central".into(),
-            prefix: None,
-            org_id: None,
-            account: "111122223333".into(),
-            region: "us-east-1".into(),
-            trail: "trailkeeper".into(),
-            home_region: "us-east-1".into(),
-        };
+        let layout = TrailLayout::new("central", "111122223333", "us-east-1");
         let history = Generator::new(layout, &key, 3).chain(t0, 1, None, |_| 1);
         (key, history)
     }

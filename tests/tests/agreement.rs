@@ -20,15 +20,7 @@ async fn verdicts_agree_with_aws_cloudtrail_validate_logs_and_go_further() {
     create_bucket(&s3, &bucket).await;
     let key = TestKey::generate(t0 - Duration::days(2), t0 + Duration::days(28));
     register_keys(&[&key]);
-    let layout = TrailLayout {
-        bucket: bucket.clone(),
-        prefix: None,
-        org_id: None,
-        account: ACCOUNT.into(),
-        region: "us-east-1".into(),
-        trail: "trailkeeper".into(),
-        home_region: "us-east-1".into(),
-    };
+    let layout = TrailLayout::new(&bucket, ACCOUNT, "us-east-1");
     let mut h = Generator::new(layout, &key, 42).chain(t0, 20, None, |_| 2);
     // Validly signed, wrongly linked: invisible to a checker that does not follow links.
     h.reseal_from(3, &key, |j| {

@@ -32,15 +32,7 @@ impl Scenario {
     }
 
     fn layout(&self, region: &str) -> TrailLayout {
-        TrailLayout {
-            bucket: self.bucket.clone(),
-            prefix: None,
-            org_id: None,
-            account: ACCOUNT.into(),
-            region: region.into(),
-            trail: "trailkeeper".into(),
-            home_region: "us-east-1".into(),
-        }
+        TrailLayout::new(&self.bucket, ACCOUNT, region)
     }
 
     fn generator(&self, region: &str, seed: u64) -> Generator<'_> {

@@ -59,15 +59,7 @@ async fn setup(name: &str) -> Setup {
     create_bucket(&s3, &bucket).await;
     let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(20));
     register_keys(&[&key]);
-    let layout = TrailLayout {
-        bucket: bucket.clone(),
-        prefix: None,
-        org_id: None,
-        account: "111122223333".into(),
-        region: "us-east-1".into(),
-        trail: "trailkeeper".into(),
-        home_region: "us-east-1".into(),
-    };
+    let layout = TrailLayout::new(&bucket, "111122223333", "us-east-1");
     let mut history = Generator::new(layout, &key, 21).chain(t0, 7, None, |_| 2);
     history.reseal_from(4, &key, |j| {
         j.previous_digest_signature = Some("00".repeat(256))

@@ -30,6 +30,21 @@ pub struct ChainNode {
 }
 
 impl ChainNode {
+    /// A digest known only by its location and key name: nothing about it is judged yet.
+    pub fn unknown(location: ObjectRef, key_time: DateTime<Utc>) -> Self {
+        Self {
+            location,
+            key_time,
+            authentic: false,
+            missing: false,
+            signature: None,
+            sha256: None,
+            start: None,
+            end: None,
+            previous: None,
+        }
+    }
+
     fn end_or_key_time(&self) -> DateTime<Utc> {
         self.end.unwrap_or(self.key_time)
     }
