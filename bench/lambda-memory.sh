@@ -9,16 +9,16 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 mb=${1:-200}
 logs=40
-events=$((mb * 1000000 / logs / 1150)) # a generated event is about 1.15 KB of JSON
+events=$((mb * 1000000 / logs / 760)) # a generated event is about 760 bytes of JSON
 [ -n "${AWS_ENDPOINT_URL:-}" ] || { echo "run me under tests/moto/with-moto.sh" >&2; exit 2; }
-cargo build -q --release -p digest-validator
-cargo build -q -p trailkeeper-e2e --bin seed-history
+cargo build -q --release -p digest-validator -p trailkeeper-e2e --bin digest-validator --bin seed-history
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 bucket="tk-memory-$$"
 sample_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Records"][0]["s3"]["object"]["key"])' \
   events/digest-validator/s3-object-created.json)
-key=$(target/debug/seed-history --bucket "$bucket" --create-bucket --hours 1 --logs-per-hour "$logs" \
+key=$("$bin/seed-history" --bucket "$bucket" --create-bucket --hours 1 --logs-per-hour "$logs" \
   --events-per-log "$events" 2>"$tmp/seed.log")
 sed "s|$sample_key|$key|; s|central-logs|$bucket|g" events/digest-validator/s3-object-created.json >"$tmp/event.json"
 python3 bench/runtime_api.py --port-file "$tmp/port" --out "$tmp/responses.jsonl" "$tmp/event.json" &
@@ -27,7 +27,7 @@ AWS_LAMBDA_RUNTIME_API="127.0.0.1:$(cat "$tmp/port")" \
 AWS_LAMBDA_FUNCTION_NAME=digest-validator AWS_LAMBDA_FUNCTION_VERSION='$LATEST' \
 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_LOG_STREAM_NAME=bench \
 AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/digest-validator TRAILKEEPER_BUCKET="$bucket" \
-  /usr/bin/time -v -o "$tmp/time.txt" target/release/digest-validator >"$tmp/stdout" 2>"$tmp/stderr" &
+  /usr/bin/time -v -o "$tmp/time.txt" "$bin/digest-validator" >"$tmp/stdout" 2>"$tmp/stderr" &
 timer=$!
 for _ in $(seq 6000); do [ -s "$tmp/responses.jsonl" ] && break; sleep 0.1; done
 pkill -TERM -P "$timer" || true # the function itself; time then reports on it
