@@ -1,5 +1,6 @@
 //! The `trailkeeper` command line, over the same engine the Lambdas run.
 
+pub mod onboard;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -19,4 +20,6 @@ pub struct Cli {
 pub enum Command {
     /// Validate delivered CloudTrail history: digest signatures, log hashes and the digest chain.
     Validate(validate::ValidateArgs),
+    /// Admit accounts to the bucket (and key) policy and give them the trail, as the Lambdas do.
+    Onboard(onboard::OnboardArgs),
 }

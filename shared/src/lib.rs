@@ -7,9 +7,11 @@ pub mod digest;
 pub mod events;
 pub mod gzip;
 pub mod keys;
+pub mod onboard;
 pub mod policy;
 pub mod report;
 pub mod store;
+pub mod trail;
 pub mod validate;
 
 #[cfg(any(test, feature = "testdata"))]

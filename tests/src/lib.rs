@@ -153,7 +153,9 @@ pub async fn trailkeeper_validate(args: &[&str]) -> Run {
     argv.extend_from_slice(args);
     let cli =
         trailkeeper_cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let trailkeeper_cli::Command::Validate(a) = cli.command;
+    let trailkeeper_cli::Command::Validate(a) = cli.command else {
+        panic!("{argv:?} is not a validate command")
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = trailkeeper_cli::validate::run(a, &mut out, &mut err).await;
     let lines = String::from_utf8_lossy(&out)
