@@ -1,13 +1,39 @@
-# Test entry points. tests/moto/with-moto.sh runs a command against a private moto server.
+# Entry points. `make test` is every check; `make demo` is the story on the local emulator.
+# tests/moto/with-moto.sh runs a command against a private moto server; scripts/ holds the
+# tooling the targets share (venvs for SAM and zig, cargo-lambda, builds).
 TEST_CMD ?= cargo test --workspace --all-targets
 
-.PHONY: test venv clean-venv
+.PHONY: test test-cargo test-lambda lint-template glibc-check lambda-build demo venv clean-venv
 
-test:
+# Everything: the template checks first (fast), then unit and end-to-end tests on moto, then
+# the real binaries under cargo-lambda (watch + invoke on moto; the release build's glibc).
+test: lint-template test-cargo test-lambda glibc-check
+
+test-cargo:
 	tests/moto/with-moto.sh $(TEST_CMD)
+
+# cfn-lint and sam validate --lint on template.yaml, offline, from .venv-sam.
+lint-template:
+	scripts/lint-template.sh
+
+# The digest-validator binary under `cargo lambda watch`, every sample event through
+# `cargo lambda invoke`, against moto.
+test-lambda:
+	tests/moto/with-moto.sh tests/lambda/watch-invoke.sh
+
+# `cargo lambda build --release --target x86_64-unknown-linux-gnu.2.34`, then GLIBC <= 2.34.
+glibc-check:
+	tests/lambda/glibc.sh
+
+lambda-build:
+	scripts/build-lambdas.sh
+
+# The README's first command.
+demo:
+	demo/run.sh
 
 venv:
 	tests/moto/with-moto.sh --venv-only
 
 clean-venv:
-	rm -rf .venv
+	rm -rf .venv .venv-sam .venv-zig

@@ -1,0 +1,199 @@
+"""trailkeeper's own rules for template.yaml, which neither cfn-lint nor sam validate knows.
+
+Run by scripts/lint-template.sh with the .venv-sam python (cfn-lint's YAML loader reads the
+intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml [--self-test]
+
+1. Every function: provided.al2023 (Globals), Handler bootstrap, BuildMethod rust-cargolambda,
+   CodeUri ".", a Binary that is a [[bin]] of a crate under functions/, and every such binary
+   deployed by the template.
+2. Least privilege: no IAM Allow statement with a "*" (or "service:*") action, and no Allow
+   on Resource "*" except the actions that have no resource-level permissions.
+3. EventBridge patterns on CloudTrail service events: eventName and the state inside "detail",
+   never at the top level (field notes: patterns that silently never match).
+4. Environment variables: only the design's configuration table (TRAILKEEPER_*).
+5. events/<binary>/ exists for every function binary, and nothing else is there.
+6. The policy-updater is serialized (ReservedConcurrentExecutions: 1), and the bucket policy
+   lets nobody else change it.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_TABLE = {
+    "TRAILKEEPER_BUCKET", "TRAILKEEPER_PREFIX", "TRAILKEEPER_TRAIL_NAME", "TRAILKEEPER_MEMBER_ROLE",
+    "TRAILKEEPER_HOME_REGION", "TRAILKEEPER_KMS_KEY_ARN", "TRAILKEEPER_POLICY_MODE",
+    "TRAILKEEPER_ORG_ID", "TRAILKEEPER_ALERT_TOPIC_ARN",
+}
+# Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
+STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys"}
+
+
+def function_binaries() -> set[str]:
+    bins = set()
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        text = manifest.read_text()
+        found = re.findall(r'\[\[bin\]\]\s*\n(?:[^\[]*?\n)?\s*name\s*=\s*"([^"]+)"', text)
+        if not found:
+            found = re.findall(r'^name\s*=\s*"([^"]+)"', text, re.M)[:1]
+        bins.update(found)
+    return bins
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def statements(resource_props):
+    """IAM policy statements of a role, with Fn::If branches flattened."""
+    for policy in resource_props.get("Policies", []) or []:
+        doc = policy.get("PolicyDocument", {})
+        for s in as_list(doc.get("Statement", [])):
+            yield from flatten_if(s)
+
+
+def flatten_if(s):
+    if isinstance(s, dict) and "Fn::If" in s:
+        for branch in s["Fn::If"][1:]:
+            yield from flatten_if(branch)
+    elif isinstance(s, dict) and "Ref" not in s:
+        yield s
+
+
+def patterns(template):
+    for name, r in template["Resources"].items():
+        props = r.get("Properties", {})
+        if r.get("Type") == "AWS::Events::Rule" and "EventPattern" in props:
+            yield name, props["EventPattern"]
+        if r.get("Type") == "AWS::Serverless::Function":
+            for ev_name, ev in (props.get("Events") or {}).items():
+                if ev.get("Type") == "EventBridgeRule":
+                    yield f"{name}.{ev_name}", ev["Properties"]["Pattern"]
+
+
+def check(template) -> list[str]:
+    errors = []
+    res = template["Resources"]
+    glob = template.get("Globals", {}).get("Function", {})
+    bins = function_binaries()
+    deployed = set()
+    for name, r in res.items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        p, meta = r.get("Properties", {}), r.get("Metadata", {})
+        for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("CodeUri", ".")):
+            if p.get(key, glob.get(key)) != want:
+                errors.append(f"{name}: {key} must be {want!r}")
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            errors.append(f"{name}: Metadata.BuildMethod must be rust-cargolambda")
+        binary = (meta.get("BuildProperties") or {}).get("Binary")
+        deployed.add(binary)
+        if binary not in bins:
+            errors.append(f"{name}: Binary {binary!r} is not a binary of a crate under functions/ ({sorted(bins)})")
+        for var in ((p.get("Environment") or {}).get("Variables") or {}):
+            if var not in CONFIG_TABLE:
+                errors.append(f"{name}: environment variable {var} is not in the design's configuration table")
+    for b in sorted(bins - deployed):
+        errors.append(f"function binary {b} (functions/) is not deployed by the template")
+    # events/<binary>/: the sample inputs of each function (its own tests deserialize them).
+    samples = {d.name for d in (ROOT / "events").iterdir() if d.is_dir()}
+    for b in sorted(bins - samples):
+        errors.append(f"function {b} has no sample events in events/{b}/")
+    for d in sorted(samples - bins):
+        errors.append(f"events/{d}/ belongs to no function binary")
+    for d in sorted(samples):
+        if not list((ROOT / "events" / d).glob("*.json")):
+            errors.append(f"events/{d}/ holds no sample (*.json)")
+        for f in sorted((ROOT / "events" / d).glob("*.json")):
+            try:
+                json.loads(f.read_text())
+            except ValueError as e:
+                errors.append(f"events/{d}/{f.name} is not JSON: {e}")
+
+    for name, r in res.items():
+        if r.get("Type") != "AWS::IAM::Role":
+            continue
+        for s in statements(r.get("Properties", {})):
+            if s.get("Effect") != "Allow":
+                continue
+            actions = [a for a in as_list(s.get("Action", [])) if isinstance(a, str)]
+            for a in actions:
+                if a == "*" or a.endswith(":*"):
+                    errors.append(f"{name}: Allow of action {a!r}")
+            if "*" in as_list(s.get("Resource", [])):
+                for a in actions:
+                    if a not in STAR_RESOURCE_OK:
+                        errors.append(f"{name}: Allow of {a} on Resource '*'")
+
+    for name, pattern in patterns(template):
+        if pattern.get("detail-type") == ["AWS Service Event via CloudTrail"]:
+            for key in ("eventName", "eventSource", "serviceEventDetails", "state"):
+                if key in pattern:
+                    errors.append(f"{name}: top-level {key!r} in an event pattern never matches; it belongs in 'detail'")
+            detail = pattern.get("detail", {})
+            if not detail.get("eventName"):
+                errors.append(f"{name}: pattern on CloudTrail service events without detail.eventName")
+            if "SUCCEEDED" not in json.dumps(detail.get("serviceEventDetails", {})):
+                errors.append(f"{name}: pattern does not require state SUCCEEDED")
+
+    updater = res.get("PolicyUpdaterFunction", {}).get("Properties", {})
+    if updater.get("ReservedConcurrentExecutions") != 1:
+        errors.append("PolicyUpdaterFunction: ReservedConcurrentExecutions must be 1 (serialized policy writes)")
+    policy = res.get("CentralBucketPolicy", {}).get("Properties", {}).get("PolicyDocument", {})
+    lock = [s for s in as_list(policy.get("Statement", [])) if s.get("Effect") == "Deny"
+            and "s3:PutBucketPolicy" in as_list(s.get("Action", []))]
+    if not lock or "PolicyUpdaterRole" not in json.dumps(lock):
+        errors.append("CentralBucketPolicy: no Deny of s3:PutBucketPolicy to everyone but PolicyUpdaterRole")
+    if any(str(s.get("Sid", "")).startswith("Trailkeeper") for s in as_list(policy.get("Statement", []))):
+        errors.append("CentralBucketPolicy: Sids starting with 'Trailkeeper' belong to the policy-updater")
+    return errors
+
+
+def self_test(template):
+    """Each rule must reject a broken copy of the real template."""
+    import copy
+    broken = []
+    t = copy.deepcopy(template)
+    t["Resources"]["TrailEnablerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"})
+    broken.append(("IAM wildcard", t))
+    t = copy.deepcopy(template)
+    p = t["Resources"]["OrganizationsAccountCreatedRule"]["Properties"]["EventPattern"]
+    p["eventName"] = p["detail"].pop("eventName")
+    broken.append(("top-level eventName", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["DigestValidatorFunction"]["Metadata"]["BuildProperties"]["Binary"] = "digest_validator"
+    broken.append(("unknown binary", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["PolicyUpdaterFunction"]["Properties"]["ReservedConcurrentExecutions"] = 2
+    broken.append(("unserialized policy-updater", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["DigestValidatorFunction"]["Properties"]["Environment"]["Variables"]["BUCKET"] = "x"
+    broken.append(("stray environment variable", t))
+    base = len(check(template))
+    failed = [what for what, t in broken if len(check(t)) <= base]
+    if failed:
+        sys.exit(f"template_checks: self-test: these broken templates passed: {failed}")
+
+
+def main():
+    path = sys.argv[1]
+    template, matches = decode(path)
+    if matches:
+        sys.exit(f"template_checks: cannot read {path}: {matches}")
+    if "--self-test" in sys.argv:
+        self_test(template)
+    errors = check(template)
+    for e in errors:
+        print(f"template_checks: {path}: {e}", file=sys.stderr)
+    if errors:
+        sys.exit(1)
+    print(f"template_checks: {path} follows trailkeeper's rules (functions, IAM, event patterns, configuration, bucket policy)")
+
+
+if __name__ == "__main__":
+    main()
