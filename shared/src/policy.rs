@@ -448,6 +448,7 @@ fn reserve_note(reserved: usize) -> String {
 }
 
 const WAY_OUT_ORG_MODE: &str = "Set TRAILKEEPER_POLICY_MODE=organization (with TRAILKEEPER_ORG_ID): it admits every trail of the organization through aws:SourceOrgID in constant space.";
+const WAY_OUT_ROOM_THEN_ORG_MODE: &str = "Other statements leave no room for the organization statements either: remove statements that are no longer needed, then set TRAILKEEPER_POLICY_MODE=organization (with TRAILKEEPER_ORG_ID).";
 const WAY_OUT_SHRINK: &str = "Make room first: remove per-account Trailkeeper statements that the organization statements now cover, or other statements that are no longer needed.";
 
 // ---------------------------------------------------------------------------------------------
@@ -802,6 +803,11 @@ impl PolicyDocument {
                 needed: bytes,
                 accounts,
                 way_out: match grant {
+                    // Other statements can fill the policy past the reserve: then the switch
+                    // to organization mode needs room first, and saying only "switch" misleads.
+                    Grant::Trail(_) if self.to_json().len().saturating_add(reserved) > limit => {
+                        WAY_OUT_ROOM_THEN_ORG_MODE
+                    }
                     Grant::Trail(_) => WAY_OUT_ORG_MODE,
                     Grant::Organization(_) => WAY_OUT_SHRINK,
                 },
