@@ -37,3 +37,10 @@ venv:
 
 clean-venv:
 	rm -rf .venv .venv-sam .venv-zig
+
+# Fuzzing (issue 7): each cargo-fuzz target in fuzz/ for FUZZ_SECONDS, one at a time; installs
+# cargo-fuzz when absent. Not part of `make test`: its findings become tests in shared/tests/.
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
