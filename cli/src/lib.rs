@@ -1,9 +1,13 @@
 //! The `trailkeeper` command line, over the same engine the Lambdas run.
 
+pub mod consolidate;
 pub mod onboard;
 pub mod validate;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,4 +26,18 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Admit accounts to the bucket (and key) policy and give them the trail, as the Lambdas do.
     Onboard(onboard::OnboardArgs),
+    /// Copy old trails' history into the central bucket: server-side, verified, resumable.
+    Consolidate(consolidate::ConsolidateArgs),
+}
+
+/// A progress bar on stderr when `wanted` and stderr is a terminal; hidden otherwise.
+pub(crate) fn progress_bar(wanted: bool, template: &str) -> ProgressBar {
+    if !(wanted && std::io::stderr().is_terminal()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }

@@ -1,16 +1,16 @@
 //! `trailkeeper validate`: the whole history in scope, with the contract's JSON Lines and exit codes.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
+use trailkeeper::consolidate::{Location, Manifest};
 use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource, parse_keys_file};
 use trailkeeper::report::{Status, Summary, Verdict};
-use trailkeeper::store::{Store, load_aws_config, s3_client};
+use trailkeeper::store::{ObjectRef, Store, load_aws_config, s3_client};
 use trailkeeper::validate::{Engine, Event, HistoryScope, Limits, Relocation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,9 +48,14 @@ pub struct ValidateArgs {
     /// `aws cloudtrail list-public-keys` output to use instead of calling ListPublicKeys.
     #[arg(long)]
     pub public_keys: Option<String>,
-    /// The history was copied from OLD_BUCKET[/OLD_PREFIX]: check it against where CloudTrail wrote it.
-    #[arg(long, value_name = "OLD_BUCKET[/OLD_PREFIX]")]
-    pub relocated_from: Option<String>,
+    /// The history was copied from OLD_BUCKET[/OLD_PREFIX] (repeatable): check each copy
+    /// against where CloudTrail wrote it.
+    #[arg(long = "relocated-from", value_name = "OLD_BUCKET[/OLD_PREFIX]")]
+    pub relocated_from: Vec<String>,
+    /// The manifest `trailkeeper consolidate` wrote (s3://BUCKET/KEY): the copies came from its
+    /// sources.
+    #[arg(long, value_name = "S3_URI")]
+    pub manifest: Option<String>,
     /// Objects read at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -87,12 +92,16 @@ pub async fn run(args: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
         }
         None => KeySource::Api(Box::new(CloudTrailKeys::new(&config))),
     };
-    let relocation = args
-        .relocated_from
-        .as_deref()
-        .map(|from| Relocation::new(from, &args.bucket, args.prefix.as_deref()));
+    let store = Store::new(s3_client(&config));
+    let relocation = match relocation(&args, &store).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "trailkeeper: {e}");
+            return 2;
+        }
+    };
     let engine = Engine::with(
-        Store::new(s3_client(&config)),
+        store,
         KeyRing::new(source),
         args.concurrency,
         relocation,
@@ -111,18 +120,10 @@ pub async fn run(args: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
     let (tx, mut rx) = mpsc::channel(1024);
     let task = tokio::spawn(async move { engine.validate_history(&scope, tx).await });
 
-    let progress = if args.format == Format::Text && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {pos}/{len} digests [{elapsed_precise}] {wide_bar} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::progress_bar(
+        args.format == Format::Text,
+        "{spinner} {pos}/{len} digests [{elapsed_precise}] {wide_bar} {msg}",
+    );
     let mut summary = Summary::default();
     while let Some(event) = rx.recv().await {
         match event {
@@ -168,6 +169,31 @@ pub async fn run(args: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
     }
     let _ = out.flush();
     summary.exit_code()
+}
+
+/// The origins of relocated history: `--relocated-from` locations and the manifest's sources.
+async fn relocation(args: &ValidateArgs, store: &Store) -> Result<Option<Relocation>, String> {
+    let mut origins = args
+        .relocated_from
+        .iter()
+        .map(|from| Location::parse(from).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let current = Location::new(&args.bucket, args.prefix.as_deref());
+    if let Some(uri) = &args.manifest {
+        let at = Location::parse(uri).map_err(|e| e.to_string())?;
+        let at = ObjectRef::new(&at.bucket, at.prefix.trim_end_matches('/'));
+        let manifest = Manifest::load(store, &at)
+            .await
+            .map_err(|e| e.to_string())?;
+        if manifest.target != current {
+            return Err(format!(
+                "the manifest {at} describes copies in {}, not in {current}",
+                manifest.target
+            ));
+        }
+        origins.extend(manifest.sources);
+    }
+    Ok((!origins.is_empty()).then(|| Relocation::new(origins, current)))
 }
 
 fn write_verdict(out: &mut dyn Write, format: Format, v: &Verdict) {

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod config;
+pub mod consolidate;
 pub mod digest;
 pub mod events;
 pub mod gzip;

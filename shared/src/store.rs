@@ -13,6 +13,11 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::gzip::{Gunzip, GzipError, Sha256Sink};
 
+/// The IAM actions this module's AWS calls need (`GetObject`; `ListObjectsV2` is
+/// `s3:ListBucket`). tests/lambda/template_checks.py holds each function's role to the calls
+/// its crate declares; shared/tests/least_privilege.rs holds this list to the code.
+pub const CALLS: &[&str] = &["s3:GetObject", "s3:ListBucket"];
+
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {
@@ -135,6 +140,8 @@ pub enum LogContent {
 #[derive(Debug, Default, Clone)]
 pub struct Listing {
     pub keys: Vec<String>,
+    /// The size in bytes of each of `keys`, in the same order.
+    pub sizes: Vec<u64>,
     pub prefixes: Vec<String>,
 }
 
@@ -308,12 +315,16 @@ impl Store {
                     .filter_map(|p| p.prefix().map(str::to_string)),
             );
             let mut past_end = false;
-            for key in page.contents().iter().filter_map(|o| o.key()) {
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
                 if until.is_some_and(|u| key > u) {
                     past_end = true;
                     break;
                 }
                 listing.keys.push(key.to_string());
+                listing
+                    .sizes
+                    .push(object.size().unwrap_or_default().max(0) as u64);
             }
             if past_end {
                 break;

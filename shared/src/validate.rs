@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, stream};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::consolidate::Location;
 use crate::digest::chain::{self, ChainFinding, ChainNode, previous_location};
 use crate::digest::file::{DigestFile, LogFileEntry};
 use crate::digest::key::{self, DigestKey, StreamId};
@@ -50,59 +51,44 @@ impl Default for Limits {
     }
 }
 
-/// History copied from where CloudTrail delivered it. The signature covers the original bucket
-/// and key, so a copy is checked against where it came from.
+/// History copied from where CloudTrail delivered it, from one or several old locations into
+/// one. The signature covers the original bucket and key, so a copy is checked against where it
+/// came from: its key under the current prefix must be its key under one of the origins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relocation {
-    original_bucket: String,
-    original_prefix: String,
-    current_bucket: String,
-    current_prefix: String,
-}
-
-fn as_dir(prefix: Option<&str>) -> String {
-    match prefix
-        .map(|p| p.trim_matches('/'))
-        .filter(|p| !p.is_empty())
-    {
-        Some(p) => format!("{p}/"),
-        None => String::new(),
-    }
+    origins: Vec<Location>,
+    current: Location,
 }
 
 impl Relocation {
-    /// `from` is `OLD_BUCKET[/OLD_PREFIX]`; the copies are under `current_bucket/[current_prefix]`.
-    pub fn new(from: &str, current_bucket: &str, current_prefix: Option<&str>) -> Self {
-        let from = from.trim_start_matches("s3://");
-        let (bucket, prefix) = from.split_once('/').unwrap_or((from, ""));
-        Self {
-            original_bucket: bucket.to_string(),
-            original_prefix: as_dir(Some(prefix)),
-            current_bucket: current_bucket.to_string(),
-            current_prefix: as_dir(current_prefix),
-        }
+    /// The copies under `current` came from `origins` (`trailkeeper consolidate`'s sources).
+    pub fn new(origins: Vec<Location>, current: Location) -> Self {
+        Self { origins, current }
     }
 
-    /// Where CloudTrail delivered the object that is now at `current`.
-    pub fn original(&self, current: &ObjectRef) -> ObjectRef {
-        match current.key.strip_prefix(&self.current_prefix) {
-            Some(rest) if current.bucket == self.current_bucket => ObjectRef::new(
-                &self.original_bucket,
-                format!("{}{rest}", self.original_prefix),
-            ),
-            _ => current.clone(),
+    /// Whether the object now at `current` may have been delivered to `claimed`: where it is, or
+    /// the same key under an origin.
+    pub fn may_come_from(&self, current: &ObjectRef, claimed: &ObjectRef) -> bool {
+        if current == claimed {
+            return true;
         }
+        let Some(rest) = (current.bucket == self.current.bucket)
+            .then(|| self.current.relative(&current.key))
+            .flatten()
+        else {
+            return false;
+        };
+        self.origins.iter().any(|o| o.object(rest) == *claimed)
     }
 
     /// Where the object CloudTrail delivered to `original` is now.
     pub fn current(&self, original: &ObjectRef) -> ObjectRef {
-        match original.key.strip_prefix(&self.original_prefix) {
-            Some(rest) if original.bucket == self.original_bucket => ObjectRef::new(
-                &self.current_bucket,
-                format!("{}{rest}", self.current_prefix),
-            ),
-            _ => original.clone(),
-        }
+        self.origins
+            .iter()
+            .filter(|o| o.bucket == original.bucket)
+            .find_map(|o| o.relative(&original.key))
+            .map(|rest| self.current.object(rest))
+            .unwrap_or_else(|| original.clone())
     }
 }
 
@@ -257,10 +243,10 @@ impl Engine {
             .map_err(|e| EngineError::Task(e.to_string()))
     }
 
-    fn original(&self, current: &ObjectRef) -> ObjectRef {
+    fn delivered_to(&self, current: &ObjectRef, claimed: &ObjectRef) -> bool {
         match &self.inner.relocation {
-            Some(r) => r.original(current),
-            None => current.clone(),
+            Some(r) => r.may_come_from(current, claimed),
+            None => current == claimed,
         }
     }
 
@@ -368,8 +354,8 @@ impl Engine {
                 format!("digestSignatureAlgorithm is {a:?}"),
             ));
         }
-        let original = self.original(location);
-        if file.digest_s3_bucket != original.bucket || file.digest_s3_object != original.key {
+        let claimed = ObjectRef::new(&file.digest_s3_bucket, &file.digest_s3_object);
+        if !self.delivered_to(location, &claimed) {
             return Ok(verdict(
                 node,
                 DigestStatus::Moved,
@@ -1024,21 +1010,34 @@ mod tests {
 
     #[test]
     fn relocation_maps_both_ways_and_leaves_other_objects_alone() {
-        let r = Relocation::new("s3://old-bucket/old/prefix", "central", Some("new"));
+        let r = Relocation::new(
+            vec![
+                Location::parse("s3://old-bucket/old/prefix").unwrap(),
+                Location::parse("s3://other-old").unwrap(),
+            ],
+            Location::new("central", Some("new")),
+        );
         let current = ObjectRef::new("central", "new/AWSLogs/111122223333/CloudTrail/x.json.gz");
         let original = ObjectRef::new(
             "old-bucket",
             "old/prefix/AWSLogs/111122223333/CloudTrail/x.json.gz",
         );
-        assert_eq!(r.original(&current), original);
+        let other = ObjectRef::new("other-old", "AWSLogs/111122223333/CloudTrail/x.json.gz");
+        assert!(r.may_come_from(&current, &original));
+        assert!(r.may_come_from(&current, &other));
+        assert!(r.may_come_from(&current, &current));
+        assert!(!r.may_come_from(
+            &current,
+            &ObjectRef::new("old-bucket", "AWSLogs/111122223333/CloudTrail/x.json.gz")
+        ));
+        assert!(!r.may_come_from(
+            &ObjectRef::new("central", "new/AWSLogs/111122223333/CloudTrail/y.json.gz"),
+            &original
+        ));
         assert_eq!(r.current(&original), current);
-        let other = ObjectRef::new("elsewhere", "AWSLogs/1/x");
-        assert_eq!(r.original(&other), other);
-        let no_prefix = Relocation::new("old-bucket", "central", None);
-        assert_eq!(
-            no_prefix.original(&ObjectRef::new("central", "AWSLogs/a")),
-            ObjectRef::new("old-bucket", "AWSLogs/a")
-        );
+        assert_eq!(r.current(&other), current);
+        let elsewhere = ObjectRef::new("elsewhere", "AWSLogs/1/x");
+        assert_eq!(r.current(&elsewhere), elsewhere);
     }
 
     #[test]

@@ -148,16 +148,28 @@ impl Run {
 
 /// Runs `trailkeeper validate` in-process with JSON output.
 pub async fn trailkeeper_validate(args: &[&str]) -> Run {
+    trailkeeper_json("validate", args).await
+}
+
+/// Runs `trailkeeper consolidate` in-process with JSON output.
+pub async fn trailkeeper_consolidate(args: &[&str]) -> Run {
+    trailkeeper_json("consolidate", args).await
+}
+
+/// Runs a `trailkeeper` command in-process with `--format json`; every line must be JSON.
+pub async fn trailkeeper_json(command: &str, args: &[&str]) -> Run {
     use clap::Parser;
-    let mut argv = vec!["trailkeeper", "validate", "--format", "json"];
+    use trailkeeper_cli::Command;
+    let mut argv = vec!["trailkeeper", command, "--format", "json"];
     argv.extend_from_slice(args);
     let cli =
         trailkeeper_cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let trailkeeper_cli::Command::Validate(a) = cli.command else {
-        panic!("{argv:?} is not a validate command")
-    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = trailkeeper_cli::validate::run(a, &mut out, &mut err).await;
+    let code = match cli.command {
+        Command::Validate(a) => trailkeeper_cli::validate::run(a, &mut out, &mut err).await,
+        Command::Consolidate(a) => trailkeeper_cli::consolidate::run(a, &mut out, &mut err).await,
+        other => panic!("{argv:?}: {other:?} has no JSON output"),
+    };
     let lines = String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -167,6 +179,15 @@ pub async fn trailkeeper_validate(args: &[&str]) -> Run {
         lines,
         stderr: String::from_utf8_lossy(&err).into_owned(),
     }
+}
+
+/// Every key under `prefix` in `bucket`.
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    trailkeeper::store::Store::new(s3.clone())
+        .list(bucket, prefix, None, None, None)
+        .await
+        .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e}"))
+        .keys
 }
 
 /// What `aws cloudtrail validate-logs --verbose` said about each file, and its exit code.

@@ -91,8 +91,19 @@ pub fn logs_root(prefix: Option<&str>) -> String {
     }
 }
 
-impl DigestKey {
-    pub fn parse(key: &str) -> Result<Self, KeyNameError> {
+/// The path of any object CloudTrail writes:
+/// `[prefix/]AWSLogs/[o-orgid/]ACCT/DIR/REGION/YYYY/MM/DD/FILE`.
+struct Layout<'k> {
+    prefix: Option<String>,
+    org_id: Option<String>,
+    account: &'k str,
+    dir: &'k str,
+    region: &'k str,
+    file: &'k str,
+}
+
+impl<'k> Layout<'k> {
+    fn parse(key: &'k str) -> Result<Self, KeyNameError> {
         let err = |why| KeyNameError {
             key: key.to_string(),
             why,
@@ -116,20 +127,71 @@ impl DigestKey {
             }
             _ => None,
         };
-        let [account, dir, region, year, month, day, file] = rest else {
+        let &[account, dir, region, year, month, day, file] = rest else {
             return Err(err("wrong number of path segments"));
         };
         if !is_account_id(account) {
             return Err(err("account is not 12 digits"));
-        }
-        if *dir != DIGEST_DIR {
-            return Err(err("not under CloudTrail-Digest/"));
         }
         if !is_region(region) {
             return Err(err("malformed region"));
         }
         if !(is_digits(year, 4) && is_digits(month, 2) && is_digits(day, 2)) {
             return Err(err("malformed date folders"));
+        }
+        Ok(Self {
+            prefix,
+            org_id,
+            account,
+            dir,
+            region,
+            file,
+        })
+    }
+}
+
+/// Whether `key` is a CloudTrail log file:
+/// `[prefix/]AWSLogs/[o-orgid/]ACCT/CloudTrail/REGION/Y/M/D/ACCT_CloudTrail_REGION_YYYYMMDDTHHMMZ_UNIQUE.json.gz`.
+pub fn is_log_key(key: &str) -> bool {
+    let Ok(l) = Layout::parse(key) else {
+        return false;
+    };
+    let head = format!("{}_{LOG_DIR}_{}_", l.account, l.region);
+    let Some(rest) = l
+        .file
+        .strip_prefix(head.as_str())
+        .and_then(|r| r.strip_suffix(".json.gz"))
+    else {
+        return false;
+    };
+    let Some((stamp, unique)) = rest.split_once('_') else {
+        return false;
+    };
+    l.dir == LOG_DIR
+        && !unique.is_empty()
+        && stamp.len() == 14
+        && stamp.as_bytes()[8] == b'T'
+        && stamp.ends_with('Z')
+        && is_digits(&stamp[..8], 8)
+        && is_digits(&stamp[9..13], 4)
+}
+
+impl DigestKey {
+    pub fn parse(key: &str) -> Result<Self, KeyNameError> {
+        let err = |why| KeyNameError {
+            key: key.to_string(),
+            why,
+        };
+        let Layout {
+            prefix,
+            org_id,
+            account,
+            dir,
+            region,
+            file,
+        } = Layout::parse(key)?;
+        if dir != DIGEST_DIR {
+            return Err(err("not under CloudTrail-Digest/"));
         }
         let head = format!("{account}_{DIGEST_DIR}_{region}_");
         let body = file.strip_prefix(head.as_str()).ok_or_else(|| {
@@ -284,6 +346,37 @@ mod tests {
             "AWSLogs/",
         ] {
             assert!(DigestKey::parse(key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn log_keys_are_recognized_and_nothing_else_is() {
+        let t = DateTime::parse_from_rfc3339("2015-08-17T14:05:00Z")
+            .unwrap()
+            .to_utc();
+        for key in [
+            log_key(None, None, "111122223333", "us-east-2", t, "abc"),
+            log_key(
+                Some("p/q"),
+                Some("o-abc123"),
+                "111122223333",
+                "eu-west-1",
+                t,
+                "x_y",
+            ),
+        ] {
+            assert!(is_log_key(&key), "{key}");
+        }
+        for key in [
+            STANDARD,
+            "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1500Z_.json.gz",
+            "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/444455556666_CloudTrail_us-east-2_20150817T1500Z_abc.json.gz",
+            "AWSLogs/111122223333/Config/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1500Z_abc.json.gz",
+            "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1500_abc.json.gz",
+            "AWSLogs/111122223333/CloudTrail/us-east-2/2015/8/17/111122223333_CloudTrail_us-east-2_20150817T1500Z_abc.json.gz",
+            "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1500Z_abc.json",
+        ] {
+            assert!(!is_log_key(key), "{key}");
         }
     }
 

@@ -1,0 +1,798 @@
+//! Consolidation: old trails' history copied into the central bucket, server-side, verified and
+//! resumable, with a manifest that `trailkeeper validate --manifest` reads.
+//!
+//! Every CloudTrail log and digest under `[prefix/]AWSLogs/` of each source is copied with
+//! `CopyObject` (multipart `UploadPartCopy` above 5 GiB) to the same `AWSLogs/...` key under the
+//! target prefix, with its user metadata (the digests' signatures live there), owned by the
+//! central bucket's owner. A copy already there with the same size, metadata and checksum is
+//! skipped; one that differs is never overwritten. Nothing is ever deleted, at the source or at
+//! the target.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ObjectCannedAcl, ServerSideEncryption, StorageClass,
+};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::digest::key::{DigestKey, is_log_key, logs_root};
+use crate::gzip::Sha256Sink;
+use crate::store::{Fetched, ObjectRef, Store, StoreError, describe_sdk_error, error_chain};
+
+/// Where manifests go under the target prefix: CloudTrail only ever writes under `AWSLogs/`.
+pub const MANIFEST_DIR: &str = "trailkeeper/relocations/";
+/// The largest object `CopyObject` copies in one request (5 GiB).
+pub const COPY_OBJECT_LIMIT: u64 = 5 << 30;
+/// The smallest part S3 accepts, but for the last.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PARTS: u64 = 10_000;
+/// A manifest is a small JSON document; the object list is beside it.
+const MANIFEST_LIMIT: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsolidateError {
+    #[error("{0:?} is not an S3 location: expected s3://BUCKET[/PREFIX]")]
+    Location(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the manifest {object}: {message}")]
+    Manifest { object: ObjectRef, message: String },
+    #[error("the manifest {object} is not a trailkeeper manifest: {message}")]
+    BadManifest { object: ObjectRef, message: String },
+}
+
+/// A bucket and a key prefix: `s3://BUCKET[/PREFIX]`. The prefix is empty or ends with `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Location {
+    /// `s3://BUCKET[/PREFIX]`, or `BUCKET[/PREFIX]`.
+    pub fn parse(s: &str) -> Result<Self, ConsolidateError> {
+        let rest = s.trim().strip_prefix("s3://").unwrap_or(s.trim());
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = bucket.len() >= 3
+            && bucket.len() <= 63
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(ConsolidateError::Location(s.to_string()));
+        }
+        Ok(Self::new(bucket, Some(prefix)))
+    }
+
+    pub fn new(bucket: &str, prefix: Option<&str>) -> Self {
+        let prefix = match prefix
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => format!("{p}/"),
+            None => String::new(),
+        };
+        Self {
+            bucket: bucket.to_string(),
+            prefix,
+        }
+    }
+
+    /// `[prefix/]AWSLogs/`: everything CloudTrail writes here.
+    pub fn logs_root(&self) -> String {
+        logs_root(Some(&self.prefix))
+    }
+
+    /// The part of `key` under this prefix.
+    pub fn relative<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)
+    }
+
+    pub fn object(&self, relative: &str) -> ObjectRef {
+        ObjectRef::new(&self.bucket, format!("{}{relative}", self.prefix))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Log,
+    Digest,
+}
+
+/// How to copy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The copies' storage class; default: the target bucket's default (STANDARD).
+    pub storage_class: Option<StorageClass>,
+    /// List and compare only; copy nothing and write no manifest.
+    pub dry_run: bool,
+    /// Objects copied at once.
+    pub concurrency: usize,
+    /// Objects larger than this are copied in parts.
+    pub multipart_threshold: u64,
+    /// The part size of multipart copies (raised when an object would need more than 10,000).
+    pub part_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            storage_class: None,
+            dry_run: false,
+            concurrency: 32,
+            multipart_threshold: COPY_OBJECT_LIMIT,
+            part_size: 512 << 20,
+        }
+    }
+}
+
+/// One object to bring over.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub kind: Kind,
+    pub source: ObjectRef,
+    pub target: ObjectRef,
+    pub size: u64,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Copied,
+    /// An identical copy was already there (an earlier or interrupted run).
+    AlreadyThere,
+    /// `--dry-run`: it would be copied.
+    WouldCopy,
+    Failed(String),
+}
+
+/// One line of the manifest's object list: where a copy came from and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relocated {
+    pub kind: Kind,
+    pub source_bucket: String,
+    pub source_key: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// How the copy was verified: `crc32:…`, `crc64nvme:…`, `md5:…` (ETag) or `sha256:…`.
+    pub checksum: String,
+}
+
+/// What the run sends as it goes.
+#[derive(Debug)]
+pub enum Progress {
+    /// The plan: objects and bytes to look at.
+    Listed { objects: u64, bytes: u64 },
+    /// One object is done.
+    Done { planned: Planned, outcome: Outcome },
+}
+
+/// The end of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub copied: u64,
+    pub already_there: u64,
+    pub would_copy: u64,
+    pub bytes_copied: u64,
+    /// Objects under `AWSLogs/` that are not CloudTrail logs or digests (Config, ELB, …).
+    pub not_cloudtrail: u64,
+    /// Every object that could not be copied or verified, and why.
+    pub failed: Vec<(ObjectRef, String)>,
+    /// The manifest's location (not for a dry run).
+    pub manifest: Option<ObjectRef>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> i32 {
+        if self.failed.is_empty() { 0 } else { 2 }
+    }
+}
+
+/// The manifest: which locations the copies came from. Its object list is `objects.jsonl`
+/// beside it, one [`Relocated`] per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub trailkeeper_manifest: u32,
+    pub created: DateTime<Utc>,
+    pub target: Location,
+    pub sources: Vec<Location>,
+    pub objects_key: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub failed: Vec<String>,
+}
+
+impl Manifest {
+    /// Reads a manifest that `trailkeeper consolidate` wrote.
+    pub async fn load(store: &Store, object: &ObjectRef) -> Result<Self, ConsolidateError> {
+        let bad = |message: String| ConsolidateError::BadManifest {
+            object: object.clone(),
+            message,
+        };
+        let body = match store.get_small(object, MANIFEST_LIMIT).await? {
+            Fetched::Object(o) => o.body,
+            Fetched::Missing => return Err(bad("it does not exist".into())),
+            Fetched::TooLarge(n) => return Err(bad(format!("{n} bytes is too large"))),
+        };
+        let m: Manifest = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+        if m.trailkeeper_manifest != 1 {
+            return Err(bad(format!("version {}", m.trailkeeper_manifest)));
+        }
+        Ok(m)
+    }
+}
+
+/// The S3 `x-amz-copy-source` of an object: bucket and URL-encoded key.
+fn copy_source(o: &ObjectRef) -> String {
+    let mut s = format!("{}/", o.bucket);
+    for b in o.key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// The object's full-object checksum, if S3 keeps one (a multipart object's composite
+/// checksum, `…-N`, says nothing about a copy made with other parts).
+fn full_checksum(h: &HeadObjectOutput) -> Option<(ChecksumAlgorithm, &str)> {
+    [
+        (ChecksumAlgorithm::Crc64Nvme, h.checksum_crc64_nvme()),
+        (ChecksumAlgorithm::Crc32C, h.checksum_crc32_c()),
+        (ChecksumAlgorithm::Crc32, h.checksum_crc32()),
+        (ChecksumAlgorithm::Sha256, h.checksum_sha256()),
+        (ChecksumAlgorithm::Sha1, h.checksum_sha1()),
+    ]
+    .into_iter()
+    .find_map(|(a, v)| {
+        v.filter(|v| !v.is_empty() && !v.contains('-'))
+            .map(|v| (a, v))
+    })
+}
+
+fn checksum_of(h: &HeadObjectOutput, algorithm: &ChecksumAlgorithm) -> Option<String> {
+    match algorithm {
+        ChecksumAlgorithm::Crc64Nvme => h.checksum_crc64_nvme(),
+        ChecksumAlgorithm::Crc32C => h.checksum_crc32_c(),
+        ChecksumAlgorithm::Crc32 => h.checksum_crc32(),
+        ChecksumAlgorithm::Sha256 => h.checksum_sha256(),
+        ChecksumAlgorithm::Sha1 => h.checksum_sha1(),
+        _ => None,
+    }
+    .map(str::to_string)
+}
+
+/// A plain MD5 ETag: a single-part object without SSE-KMS.
+fn md5_etag(h: &HeadObjectOutput) -> Option<String> {
+    let kms = matches!(
+        h.server_side_encryption(),
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    );
+    let etag = h.e_tag()?.trim_matches('"').to_ascii_lowercase();
+    (!kms && etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(etag)
+}
+
+#[derive(Clone)]
+pub struct Consolidator {
+    s3: aws_sdk_s3::Client,
+    store: Store,
+    options: Options,
+}
+
+impl Consolidator {
+    pub fn new(s3: aws_sdk_s3::Client, options: Options) -> Self {
+        Self {
+            store: Store::new(s3.clone()),
+            s3,
+            options,
+        }
+    }
+
+    /// Lists every CloudTrail log and digest of the sources and where each goes.
+    pub async fn plan(
+        &self,
+        sources: &[Location],
+        target: &Location,
+    ) -> Result<(Vec<Planned>, u64), ConsolidateError> {
+        let mut plan = Vec::new();
+        let mut not_cloudtrail = 0;
+        let mut seen: HashMap<String, ObjectRef> = HashMap::new();
+        for source in sources {
+            if source == target {
+                return Err(ConsolidateError::Refused(format!(
+                    "{source} is the target itself"
+                )));
+            }
+            let listing = self
+                .store
+                .list(&source.bucket, &source.logs_root(), None, None, None)
+                .await?;
+            for (key, size) in listing.keys.into_iter().zip(listing.sizes) {
+                let kind = if DigestKey::parse(&key).is_ok() {
+                    Kind::Digest
+                } else if is_log_key(&key) {
+                    Kind::Log
+                } else {
+                    not_cloudtrail += 1;
+                    continue;
+                };
+                let Some(relative) = source.relative(&key) else {
+                    continue;
+                };
+                let target_object = target.object(relative);
+                let source_object = ObjectRef::new(&source.bucket, &key);
+                if source.bucket == target.bucket && target_object.key == key {
+                    continue;
+                }
+                if let Some(first) = seen.get(&target_object.key) {
+                    return Err(ConsolidateError::Refused(format!(
+                        "{source_object} and {first} would both be copied to {target_object}; \
+                         consolidate them into different target prefixes"
+                    )));
+                }
+                seen.insert(target_object.key.clone(), source_object.clone());
+                plan.push(Planned {
+                    kind,
+                    source: source_object,
+                    target: target_object,
+                    size,
+                });
+            }
+        }
+        Ok((plan, not_cloudtrail))
+    }
+
+    /// Copies, verifies and records every planned object; the manifest is written at the end
+    /// (not for a dry run). Only a failure to list a source, or to write the manifest, is an
+    /// error; each object that fails is in the report, by name, and the others go on.
+    pub async fn run(
+        &self,
+        sources: &[Location],
+        target: &Location,
+        progress: mpsc::Sender<Progress>,
+    ) -> Result<Report, ConsolidateError> {
+        let started = Utc::now();
+        let (plan, not_cloudtrail) = self.plan(sources, target).await?;
+        let _ = progress
+            .send(Progress::Listed {
+                objects: plan.len() as u64,
+                bytes: plan.iter().map(|p| p.size).sum(),
+            })
+            .await;
+        let mut report = Report {
+            not_cloudtrail,
+            ..Report::default()
+        };
+        let mut relocated: Vec<Relocated> = Vec::new();
+        let mut results = stream::iter(plan)
+            .map(|planned| async move {
+                let (outcome, record) = self.relocate(&planned).await;
+                (planned, outcome, record)
+            })
+            .buffer_unordered(self.options.concurrency.max(1));
+        while let Some((planned, outcome, record)) = results.next().await {
+            match &outcome {
+                Outcome::Copied => {
+                    report.copied += 1;
+                    report.bytes_copied += planned.size;
+                }
+                Outcome::AlreadyThere => report.already_there += 1,
+                Outcome::WouldCopy => report.would_copy += 1,
+                Outcome::Failed(why) => report.failed.push((planned.source.clone(), why.clone())),
+            }
+            relocated.extend(record);
+            let _ = progress.send(Progress::Done { planned, outcome }).await;
+        }
+        drop(results);
+        if !self.options.dry_run {
+            report.manifest = Some(
+                self.write_manifest(started, sources, target, relocated, &report.failed)
+                    .await?,
+            );
+        }
+        Ok(report)
+    }
+
+    async fn head(&self, o: &ObjectRef) -> Result<Option<HeadObjectOutput>, String> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&o.bucket)
+            .key(&o.key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(h)),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), HeadObjectError::NotFound(_)) => {
+                Ok(None)
+            }
+            Err(e) => Err(format!("HeadObject {o}: {}", describe_sdk_error(&e))),
+        }
+    }
+
+    /// One object: skip it if an identical copy is there, copy it otherwise, and verify.
+    async fn relocate(&self, p: &Planned) -> (Outcome, Option<Relocated>) {
+        match self.relocate_inner(p).await {
+            Ok((outcome, checksum)) => {
+                let record = checksum.map(|checksum| Relocated {
+                    kind: p.kind,
+                    source_bucket: p.source.bucket.clone(),
+                    source_key: p.source.key.clone(),
+                    bucket: p.target.bucket.clone(),
+                    key: p.target.key.clone(),
+                    size: p.size,
+                    checksum,
+                });
+                (outcome, record)
+            }
+            Err(why) => (Outcome::Failed(why), None),
+        }
+    }
+
+    async fn relocate_inner(&self, p: &Planned) -> Result<(Outcome, Option<String>), String> {
+        let Some(source) = self.head(&p.source).await? else {
+            return Err(format!("{} vanished since it was listed", p.source));
+        };
+        if let Some(existing) = self.head(&p.target).await? {
+            return match self.verify(p, &source, &existing).await? {
+                Ok(checksum) => Ok((Outcome::AlreadyThere, Some(checksum))),
+                Err(why) => Err(format!(
+                    "{} already exists and is not a copy of {}: {why}; it is not overwritten",
+                    p.target, p.source
+                )),
+            };
+        }
+        if self.options.dry_run {
+            return Ok((Outcome::WouldCopy, None));
+        }
+        let size = source.content_length().unwrap_or_default().max(0) as u64;
+        let etag = source.e_tag().unwrap_or_default().to_string();
+        if size > self.options.multipart_threshold {
+            self.copy_in_parts(p, &source, size, &etag).await?;
+        } else {
+            self.s3
+                .copy_object()
+                .bucket(&p.target.bucket)
+                .key(&p.target.key)
+                .copy_source(copy_source(&p.source))
+                .copy_source_if_match(&etag)
+                .metadata_directive(MetadataDirective::Copy)
+                .acl(ObjectCannedAcl::BucketOwnerFullControl)
+                .set_storage_class(self.options.storage_class.clone())
+                .set_checksum_algorithm(full_checksum(&source).map(|(a, _)| a))
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "CopyObject {} to {}: {}",
+                        p.source,
+                        p.target,
+                        describe_sdk_error(&e)
+                    )
+                })?;
+        }
+        let Some(copy) = self.head(&p.target).await? else {
+            return Err(format!("{} is not there after copying", p.target));
+        };
+        match self.verify(p, &source, &copy).await? {
+            Ok(checksum) => Ok((Outcome::Copied, Some(checksum))),
+            Err(why) => Err(format!(
+                "the copy {} differs from {}: {why}",
+                p.target, p.source
+            )),
+        }
+    }
+
+    /// Multipart copy of an object too large for `CopyObject`; aborted on any failure.
+    async fn copy_in_parts(
+        &self,
+        p: &Planned,
+        source: &HeadObjectOutput,
+        size: u64,
+        etag: &str,
+    ) -> Result<(), String> {
+        let fail = |what: &str, e: String| format!("{what} {} to {}: {e}", p.source, p.target);
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&p.target.bucket)
+            .key(&p.target.key)
+            .set_metadata(source.metadata().cloned())
+            .set_content_type(source.content_type().map(str::to_string))
+            .set_content_encoding(source.content_encoding().map(str::to_string))
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .set_storage_class(self.options.storage_class.clone())
+            .send()
+            .await
+            .map_err(|e| fail("CreateMultipartUpload", describe_sdk_error(&e)))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        let part_size = self
+            .options
+            .part_size
+            .max(MIN_PART)
+            .max(size.div_ceil(MAX_PARTS));
+        let mut parts = Vec::new();
+        let mut result = Ok(());
+        for (i, start) in (0..size).step_by(part_size as usize).enumerate() {
+            let end = (start + part_size).min(size) - 1;
+            let number = i as i32 + 1;
+            match self
+                .s3
+                .upload_part_copy()
+                .bucket(&p.target.bucket)
+                .key(&p.target.key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .copy_source(copy_source(&p.source))
+                .copy_source_if_match(etag)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+            {
+                Ok(out) => parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(
+                            out.copy_part_result()
+                                .and_then(|r| r.e_tag())
+                                .map(str::to_string),
+                        )
+                        .build(),
+                ),
+                Err(e) => {
+                    result = Err(fail(
+                        &format!("UploadPartCopy (part {number})"),
+                        describe_sdk_error(&e),
+                    ));
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = self
+                .s3
+                .complete_multipart_upload()
+                .bucket(&p.target.bucket)
+                .key(&p.target.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| fail("CompleteMultipartUpload", describe_sdk_error(&e)));
+        }
+        if result.is_err() {
+            // Parts left behind cost money; the object itself never appeared.
+            let _ = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&p.target.bucket)
+                .key(&p.target.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    /// Whether `copy` is `source`: size, user metadata, and the strongest checksum both sides
+    /// have (S3's full-object checksum, else the MD5 ETag, else SHA-256 of both, read).
+    /// The outer error is a failure to read; the inner one is a difference.
+    async fn verify(
+        &self,
+        p: &Planned,
+        source: &HeadObjectOutput,
+        copy: &HeadObjectOutput,
+    ) -> Result<Result<String, String>, String> {
+        let (a, b) = (source.content_length(), copy.content_length());
+        if a != b {
+            return Ok(Err(format!(
+                "{} bytes, the source has {}",
+                b.unwrap_or(-1),
+                a.unwrap_or(-1)
+            )));
+        }
+        let empty = HashMap::new();
+        let (ma, mb) = (
+            source.metadata().unwrap_or(&empty),
+            copy.metadata().unwrap_or(&empty),
+        );
+        if ma != mb {
+            let mut lost: Vec<&String> = ma
+                .iter()
+                .filter(|(k, v)| mb.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            lost.sort();
+            return Ok(Err(format!(
+                "user metadata differs (x-amz-meta-{})",
+                if lost.is_empty() {
+                    "… added".to_string()
+                } else {
+                    lost.iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", x-amz-meta-")
+                }
+            )));
+        }
+        if let Some((algorithm, want)) = full_checksum(source)
+            && let Some(got) = checksum_of(copy, &algorithm)
+        {
+            let name = algorithm.as_str().to_ascii_lowercase();
+            return Ok(if got == want {
+                Ok(format!("{name}:{got}"))
+            } else {
+                Err(format!("{name} is {got}, the source's is {want}"))
+            });
+        }
+        if let (Some(want), Some(got)) = (md5_etag(source), md5_etag(copy)) {
+            return Ok(if got == want {
+                Ok(format!("md5:{got}"))
+            } else {
+                Err(format!("MD5 is {got}, the source's is {want}"))
+            });
+        }
+        let (want, got) = (self.sha256(&p.source).await?, self.sha256(&p.target).await?);
+        Ok(if got == want {
+            Ok(format!("sha256:{got}"))
+        } else {
+            Err(format!("SHA-256 is {got}, the source's is {want}"))
+        })
+    }
+
+    /// SHA-256 of an object's bytes, streamed.
+    async fn sha256(&self, o: &ObjectRef) -> Result<String, String> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&o.bucket)
+            .key(&o.key)
+            .send()
+            .await
+            .map_err(|e| format!("GetObject {o}: {}", describe_sdk_error(&e)))?;
+        let mut body = out.body;
+        let mut sink = Sha256Sink::default();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("reading {o}: {}", error_chain(&e)))?;
+            let _ = sink.write_all(&chunk);
+        }
+        Ok(hex::encode(sink.finish()))
+    }
+
+    async fn write_manifest(
+        &self,
+        started: DateTime<Utc>,
+        sources: &[Location],
+        target: &Location,
+        mut relocated: Vec<Relocated>,
+        failed: &[(ObjectRef, String)],
+    ) -> Result<ObjectRef, ConsolidateError> {
+        relocated.sort_by(|a, b| a.key.cmp(&b.key));
+        let dir = format!(
+            "{}{MANIFEST_DIR}{}/",
+            target.prefix,
+            started.format("%Y%m%dT%H%M%S%.3fZ")
+        );
+        let objects_key = format!("{dir}objects.jsonl");
+        let mut lines = Vec::new();
+        for r in &relocated {
+            let _ = serde_json::to_writer(&mut lines, r);
+            lines.push(b'\n');
+        }
+        let manifest = Manifest {
+            trailkeeper_manifest: 1,
+            created: started,
+            target: target.clone(),
+            sources: sources.to_vec(),
+            objects_key: objects_key.clone(),
+            objects: relocated.len() as u64,
+            bytes: relocated.iter().map(|r| r.size).sum(),
+            failed: failed
+                .iter()
+                .map(|(o, why)| format!("{o}: {why}"))
+                .collect(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        self.put(
+            &ObjectRef::new(&target.bucket, objects_key),
+            lines,
+            "application/x-ndjson",
+        )
+        .await?;
+        let at = ObjectRef::new(&target.bucket, format!("{dir}manifest.json"));
+        self.put(&at, body, "application/json").await?;
+        Ok(at)
+    }
+
+    async fn put(
+        &self,
+        at: &ObjectRef,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ConsolidateError> {
+        self.s3
+            .put_object()
+            .bucket(&at.bucket)
+            .key(&at.key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsolidateError::Manifest {
+                object: at.clone(),
+                message: describe_sdk_error(&e),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_with_and_without_scheme_and_prefix() {
+        let l = Location::parse("s3://old-logs/a/b/").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("old-logs", "a/b/"));
+        assert_eq!(l.logs_root(), "a/b/AWSLogs/");
+        let l = Location::parse("old-logs").unwrap();
+        assert_eq!(l.prefix, "");
+        assert_eq!(l.logs_root(), "AWSLogs/");
+        assert_eq!(
+            l.object("AWSLogs/x"),
+            ObjectRef::new("old-logs", "AWSLogs/x")
+        );
+        for bad in ["s3://", "s3://Upper", "", "s3://ab"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn copy_sources_encode_what_is_not_safe_in_a_url() {
+        assert_eq!(
+            copy_source(&ObjectRef::new("b", "AWSLogs/a b+c/x_y.json.gz")),
+            "b/AWSLogs/a%20b%2Bc/x_y.json.gz"
+        );
+    }
+
+    #[test]
+    fn composite_checksums_are_not_compared() {
+        let h = HeadObjectOutput::builder()
+            .checksum_crc32("abc=-3")
+            .checksum_sha256("def=")
+            .build();
+        assert_eq!(full_checksum(&h), Some((ChecksumAlgorithm::Sha256, "def=")));
+        let kms = HeadObjectOutput::builder()
+            .e_tag("\"5d41402abc4b2a76b9719d911017c592\"")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .build();
+        assert_eq!(md5_etag(&kms), None);
+    }
+}
