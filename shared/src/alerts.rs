@@ -6,6 +6,9 @@ use chrono::{DateTime, Utc};
 use crate::digest::file::format_time;
 use crate::report::Verdict;
 
+/// The IAM actions this module's AWS calls need (see `crate::store::CALLS`).
+pub const CALLS: &[&str] = &["sns:Publish"];
+
 #[derive(Debug, thiserror::Error)]
 #[error("publishing the alert {subject:?} to {topic}: {message}")]
 pub struct AlertError {

@@ -13,6 +13,9 @@ use chrono::{DateTime, Duration, Utc};
 use md5::{Digest as _, Md5};
 use serde::Deserialize;
 
+/// The IAM actions this module's AWS calls need (see `crate::store::CALLS`).
+pub const CALLS: &[&str] = &["cloudtrail:ListPublicKeys"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("public key {fingerprint}: {why}")]

@@ -35,6 +35,13 @@ use crate::policy::{
 use crate::store::describe_sdk_error;
 use crate::trail::{Backoff, KmsKeyArn, RoleName, TrailSpec};
 
+/// The IAM actions of the bucket policy edit (see `crate::store::CALLS`).
+pub const BUCKET_POLICY_CALLS: &[&str] = &["s3:GetBucketPolicy", "s3:PutBucketPolicy"];
+/// The IAM actions of the KMS key policy edit.
+pub const KEY_POLICY_CALLS: &[&str] = &["kms:GetKeyPolicy", "kms:PutKeyPolicy"];
+/// The IAM actions of [`active_accounts`] (`trailkeeper onboard --all`, not a Lambda).
+pub const ORGANIZATION_CALLS: &[&str] = &["organizations:ListAccounts"];
+
 pub const DEFAULT_TRAIL_NAME: &str = "trailkeeper";
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 

@@ -25,6 +25,18 @@ use crate::events::{AccountId, log_safe_with};
 use crate::policy::{LogDestination, RegionName, TrailArn, TrailName};
 use crate::store::describe_sdk_error;
 
+/// The IAM actions called with the function's own credentials (see `crate::store::CALLS`).
+pub const CALLS: &[&str] = &["sts:AssumeRole"];
+/// The IAM actions called in the member account, with the assumed member role (which the
+/// organization provides; the template grants none of these).
+pub const MEMBER_ROLE_CALLS: &[&str] = &[
+    "cloudtrail:DescribeTrails",
+    "cloudtrail:GetTrailStatus",
+    "cloudtrail:CreateTrail",
+    "cloudtrail:UpdateTrail",
+    "cloudtrail:StartLogging",
+];
+
 // ---------------------------------------------------------------------------------------------
 // Names from configuration
 

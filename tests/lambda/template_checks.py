@@ -14,6 +14,11 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
 5. events/<binary>/ exists for every function binary, and nothing else is there.
 6. The policy-updater is serialized (ReservedConcurrentExecutions: 1), and the bucket policy
    lets nobody else change it.
+7. Least privilege by the code: each function's role allows exactly the IAM actions its crate
+   declares in `pub const CALLS` (functions/<crate>/src/lib.rs, built from the `CALLS`
+   constants next to the calls in shared/src, which shared/tests/least_privilege.rs holds to the
+   code), plus only the actions AWS itself uses on the function's behalf (IMPLICIT), and no
+   managed policy but the basic execution role.
 """
 
 import json
@@ -31,6 +36,17 @@ CONFIG_TABLE = {
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
 STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys"}
+# Actions a function's role needs that no code of ours calls, and when they are allowed.
+IMPLICIT = {
+    # Lambda itself sends a failed asynchronous event to the OnFailure SQS destination, with the
+    # function's execution role.
+    "sqs:SendMessage": lambda fn_props, granted: (
+        ((fn_props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {})
+        .get("OnFailure", {}).get("Type") == "SQS"),
+    # S3 decrypts SSE-KMS objects for GetObject with the caller's kms:Decrypt.
+    "kms:Decrypt": lambda fn_props, granted: "s3:GetObject" in granted,
+}
+MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
 
 def function_binaries() -> set[str]:
@@ -42,6 +58,85 @@ def function_binaries() -> set[str]:
             found = re.findall(r'^name\s*=\s*"([^"]+)"', text, re.M)[:1]
         bins.update(found)
     return bins
+
+
+def function_crates() -> dict[str, Path]:
+    """Binary name -> its crate's directory under functions/."""
+    crates = {}
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        text = manifest.read_text()
+        found = re.findall(r'\[\[bin\]\]\s*\n(?:[^\[]*?\n)?\s*name\s*=\s*"([^"]+)"', text)
+        if not found:
+            found = re.findall(r'^name\s*=\s*"([^"]+)"', text, re.M)[:1]
+        for b in found:
+            crates[b] = manifest.parent
+    return crates
+
+
+def rust_const_list(text: str, name: str):
+    m = re.search(r"pub const " + re.escape(name) + r"\s*:\s*&\[&(\[&)?str\]?\]\s*=\s*&\[(.*?)\];", text, re.S)
+    return None if m is None else m.group(2)
+
+
+def declared_calls(crate: Path) -> tuple[set[str], list[str]]:
+    """The IAM actions a function crate declares in `pub const CALLS: &[&[&str]]` of its lib.rs,
+    each list resolved from the `pub const` it names in shared/src."""
+    errors, calls = [], set()
+    body = rust_const_list((crate / "src" / "lib.rs").read_text(), "CALLS")
+    if body is None:
+        return calls, [f"{crate.name}: no `pub const CALLS: &[&[&str]]` in src/lib.rs"]
+    for path, const in re.findall(r"trailkeeper::((?:\w+::)*\w+)::([A-Z_]+)", body):
+        source = ROOT / "shared" / "src" / (path.replace("::", "/") + ".rs")
+        items = rust_const_list(source.read_text(), const) if source.exists() else None
+        if items is None:
+            errors.append(f"{crate.name}: CALLS names trailkeeper::{path}::{const}, which shared/src does not define")
+            continue
+        calls.update(re.findall(r'"([^"]+)"', items))
+    if not calls and not errors:
+        errors.append(f"{crate.name}: CALLS lists no action")
+    return calls, errors
+
+
+def role_name(role):
+    if isinstance(role, dict) and "Fn::GetAtt" in role:
+        att = role["Fn::GetAtt"]
+        return (att if isinstance(att, list) else att.split("."))[0]
+    return None
+
+
+def least_privilege(template) -> list[str]:
+    errors = []
+    res = template["Resources"]
+    crates = function_crates()
+    for name, r in res.items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = r.get("Properties", {})
+        binary = ((r.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        role = role_name(props.get("Role"))
+        if role is None or role not in res:
+            errors.append(f"{name}: Role must be !GetAtt <a role of this template>.Arn")
+            continue
+        if binary not in crates:
+            continue  # reported by the binary rule
+        declared, errs = declared_calls(crates[binary])
+        errors.extend(f"{name}: {e}" for e in errs)
+        role_props = res[role].get("Properties", {})
+        for arn in role_props.get("ManagedPolicyArns", []) or []:
+            text = arn.get("Fn::Sub") if isinstance(arn, dict) else arn
+            if text not in MANAGED_OK:
+                errors.append(f"{role}: managed policy {arn!r}: only the basic execution role is allowed")
+        granted = set()
+        for s in statements(role_props):
+            if s.get("Effect") == "Allow":
+                granted.update(a for a in as_list(s.get("Action", [])) if isinstance(a, str))
+        for a in sorted(granted - declared):
+            allowed = IMPLICIT.get(a)
+            if allowed is None or not allowed(props, granted):
+                errors.append(f"{role}: allows {a}, which the code of {binary} never calls (functions/{crates[binary].name}/src/lib.rs CALLS)")
+        for a in sorted(declared - granted):
+            errors.append(f"{role}: does not allow {a}, which {binary} calls (functions/{crates[binary].name}/src/lib.rs CALLS)")
+    return errors
 
 
 def as_list(v):
@@ -150,6 +245,7 @@ def check(template) -> list[str]:
         errors.append("CentralBucketPolicy: no Deny of s3:PutBucketPolicy to everyone but PolicyUpdaterRole")
     if any(str(s.get("Sid", "")).startswith("Trailkeeper") for s in as_list(policy.get("Statement", []))):
         errors.append("CentralBucketPolicy: Sids starting with 'Trailkeeper' belong to the policy-updater")
+    errors.extend(least_privilege(template))
     return errors
 
 
@@ -174,6 +270,19 @@ def self_test(template):
     t = copy.deepcopy(template)
     t["Resources"]["DigestValidatorFunction"]["Properties"]["Environment"]["Variables"]["BUCKET"] = "x"
     broken.append(("stray environment variable", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["DigestValidatorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::central-logs/AWSLogs/*"})
+    broken.append(("an action the code never calls", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["PolicyUpdaterRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].pop(0)
+    broken.append(("a call the role does not allow", t))
+    t = copy.deepcopy(template)
+    del t["Resources"]["TrailEnablerFunction"]["Properties"]["EventInvokeConfig"]
+    broken.append(("sqs:SendMessage without an SQS failure destination", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["TrailEnablerRole"]["Properties"]["ManagedPolicyArns"].append("arn:aws:iam::aws:policy/ReadOnlyAccess")
+    broken.append(("a managed policy", t))
     base = len(check(template))
     failed = [what for what, t in broken if len(check(t)) <= base]
     if failed:

@@ -6,3 +6,12 @@ pub mod handler;
 pub mod input;
 
 pub use handler::{Config, Deps, HandlerError, RecordSink, Stdout, handle};
+
+/// The IAM actions this function's role must allow, by the modules whose calls it makes;
+/// tests/lambda/template_checks.py holds `DigestValidatorRole` in template.yaml to exactly these
+/// (plus what AWS itself needs on the function's behalf, named there).
+pub const CALLS: &[&[&str]] = &[
+    trailkeeper::store::CALLS,
+    trailkeeper::keys::CALLS,
+    trailkeeper::alerts::CALLS,
+];

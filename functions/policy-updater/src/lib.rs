@@ -5,3 +5,11 @@
 pub mod handler;
 
 pub use handler::{Deps, HandlerError, handle, parse_event};
+
+/// The IAM actions this function's role must allow, by the modules whose calls it makes;
+/// tests/lambda/template_checks.py holds `PolicyUpdaterRole` in template.yaml to exactly these
+/// (plus what AWS itself needs on the function's behalf, named there).
+pub const CALLS: &[&[&str]] = &[
+    trailkeeper::onboard::BUCKET_POLICY_CALLS,
+    trailkeeper::onboard::KEY_POLICY_CALLS,
+];

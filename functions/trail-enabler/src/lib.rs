@@ -5,3 +5,9 @@
 pub mod handler;
 
 pub use handler::{Deps, HandlerError, handle, parse_event};
+
+/// The IAM actions this function's role must allow, by the modules whose calls it makes;
+/// tests/lambda/template_checks.py holds `TrailEnablerRole` in template.yaml to exactly these
+/// (plus what AWS itself needs on the function's behalf, named there). The CloudTrail calls in
+/// the member account use the member role: `trailkeeper::trail::MEMBER_ROLE_CALLS`.
+pub const CALLS: &[&[&str]] = &[trailkeeper::trail::CALLS];
