@@ -1,5 +1,6 @@
 //! The `trailkeeper` command line, over the same engine the Lambdas run.
 
+pub mod audit;
 pub mod consolidate;
 pub mod onboard;
 pub mod validate;
@@ -28,6 +29,8 @@ pub enum Command {
     Onboard(onboard::OnboardArgs),
     /// Copy old trails' history into the central bucket: server-side, verified, resumable.
     Consolidate(consolidate::ConsolidateArgs),
+    /// Is every account of the organization covered: its trail, its logging, its admission?
+    Audit(audit::AuditArgs),
 }
 
 /// A progress bar on stderr when `wanted` and stderr is a terminal; hidden otherwise.

@@ -1,5 +1,5 @@
 use clap::Parser;
-use trailkeeper_cli::{Cli, Command, consolidate, onboard, validate};
+use trailkeeper_cli::{Cli, Command, audit, consolidate, onboard, validate};
 
 #[tokio::main]
 async fn main() {
@@ -10,6 +10,9 @@ async fn main() {
     let code = match Cli::parse().command {
         Command::Validate(args) => {
             validate::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await
+        }
+        Command::Audit(args) => {
+            audit::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await
         }
         Command::Consolidate(args) => {
             consolidate::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await

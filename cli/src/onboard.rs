@@ -107,7 +107,7 @@ async fn onboard(
         .and_then(|a| AccountId::new(a).ok());
     let archive = match &args.archive_role_arn {
         None => aws.clone(),
-        Some(arn) => assume(aws, arn).await?,
+        Some(arn) => assume(aws, arn, "trailkeeper-onboard").await?,
     };
     let policies = PolicyUpdater::new(&archive, config.clone(), bounds);
     let trails = TrailEnabler::new(
@@ -202,15 +202,17 @@ async fn apply(
     Ok(())
 }
 
-async fn assume(
+/// The caller's configuration with the credentials of `role_arn`.
+pub(crate) async fn assume(
     aws: &aws_config::SdkConfig,
     role_arn: &str,
+    session: &str,
 ) -> Result<aws_config::SdkConfig, String> {
     use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
     let out = aws_sdk_sts::Client::new(aws)
         .assume_role()
         .role_arn(role_arn)
-        .role_session_name("trailkeeper-onboard")
+        .role_session_name(session)
         .send()
         .await
         .map_err(|e| format!("sts:AssumeRole {role_arn}: {}", describe_sdk_error(&e)))?;

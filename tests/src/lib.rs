@@ -181,6 +181,38 @@ pub async fn trailkeeper_json(command: &str, args: &[&str]) -> Run {
     }
 }
 
+/// Creates `n` accounts with Organizations (the organization is created once per server) and
+/// returns their ids.
+pub async fn create_accounts(mgmt: &aws_config::SdkConfig, tag: &str, n: usize) -> Vec<String> {
+    let org = aws_sdk_organizations::Client::new(mgmt);
+    if let Err(e) = org
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+    {
+        let code = aws_sdk_organizations::error::ProvideErrorMetadata::code(&e);
+        assert_eq!(code, Some("AlreadyInOrganizationException"), "{e:?}");
+    }
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let out = org
+            .create_account()
+            .account_name(format!("{tag}-{i}"))
+            .email(format!("{tag}-{i}-{}@example.com", std::process::id()))
+            .send()
+            .await
+            .expect("create account");
+        let status = out.create_account_status().expect("status");
+        assert_eq!(
+            status.state(),
+            Some(&aws_sdk_organizations::types::CreateAccountState::Succeeded)
+        );
+        ids.push(status.account_id().expect("account id").to_owned());
+    }
+    ids
+}
+
 /// Every key under `prefix` in `bucket`.
 pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     trailkeeper::store::Store::new(s3.clone())

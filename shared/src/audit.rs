@@ -1,0 +1,314 @@
+//! The organization-wide audit: for every account, is its trail there, multi-region, validated,
+//! logging and delivering, and does the central bucket (and key) policy admit it? Other trails
+//! are listed as left-overs to retire and to consolidate.
+//!
+//! It reads only: `DescribeTrails` and `GetTrailStatus` as each account (through the member
+//! role, as the trail-enabler), and the policies from the log-archive side.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::events::AccountId;
+use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
+use crate::store::describe_sdk_error;
+use crate::trail::{Drift, ObservedTrail, TrailEnabler};
+
+/// The IAM actions of an audit, besides `sts:AssumeRole` of the member role and
+/// `organizations:ListAccounts`.
+pub const CALLS: &[&str] = &[
+    "cloudtrail:DescribeTrails",
+    "cloudtrail:GetTrailStatus",
+    "s3:GetBucketPolicy",
+    "kms:GetKeyPolicy",
+];
+
+/// The trailkeeper trail of one account, as CloudTrail reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrailState {
+    pub arn: String,
+    pub multi_region: bool,
+    pub log_file_validation: bool,
+    pub logging: bool,
+    pub latest_delivery: Option<DateTime<Utc>>,
+    pub latest_digest: Option<DateTime<Utc>>,
+    pub latest_delivery_error: Option<String>,
+    pub latest_digest_error: Option<String>,
+    /// The settings that are not what the spec says (bucket, prefix, multi-region, …).
+    pub drift: Vec<Drift>,
+}
+
+/// A trail that is not trailkeeper's: history to consolidate, then a trail to retire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherTrail {
+    pub arn: String,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub multi_region: bool,
+    pub organization_trail: bool,
+}
+
+impl OtherTrail {
+    /// `s3://BUCKET[/PREFIX]`, what `trailkeeper consolidate --from` takes.
+    pub fn location(&self) -> Option<String> {
+        let bucket = self.bucket.as_deref()?;
+        Some(match self.prefix.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => format!("s3://{bucket}/{p}"),
+            None => format!("s3://{bucket}"),
+        })
+    }
+}
+
+/// One account's audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountAudit {
+    pub account: AccountId,
+    /// `None` when the account has no trailkeeper trail.
+    pub trail: Option<TrailState>,
+    /// Per policy (`bucket policy of s3://…`, `key policy of …`): does it admit the account?
+    pub admitted: BTreeMap<String, bool>,
+    pub other_trails: Vec<OtherTrail>,
+    /// Why the account is not covered; empty when it is.
+    pub findings: Vec<String>,
+    /// Why the account could not be audited (role, throttling, permissions); not a verdict.
+    pub error: Option<String>,
+}
+
+impl AccountAudit {
+    pub fn covered(&self) -> bool {
+        self.error.is_none() && self.findings.is_empty()
+    }
+
+    /// What makes the account not covered, from what was observed.
+    fn judge(&mut self, trail_arn: &str) {
+        let mut findings = Vec::new();
+        match &self.trail {
+            None => findings.push(format!("no trail {trail_arn}")),
+            Some(t) => {
+                findings.extend(t.drift.iter().map(|d| format!("trail {}: {d}", t.arn)));
+                if !t.logging {
+                    findings.push(format!("trail {} is not logging", t.arn));
+                }
+                for (what, e) in [
+                    ("log delivery", &t.latest_delivery_error),
+                    ("digest delivery", &t.latest_digest_error),
+                ] {
+                    if let Some(e) = e {
+                        findings.push(format!("trail {}: latest {what} failed: {e}", t.arn));
+                    }
+                }
+            }
+        }
+        for (policy, admitted) in &self.admitted {
+            if !admitted {
+                findings.push(format!("the {policy} does not admit the account"));
+            }
+        }
+        self.findings = findings;
+    }
+}
+
+/// Audits accounts with the onboarding configuration (`TRAILKEEPER_*`).
+pub struct Auditor {
+    pub config: OnboardConfig,
+    trails: TrailEnabler,
+    policies: PolicyUpdater,
+    /// The caller's own account: audited with its own credentials, as no member role exists.
+    caller: Option<AccountId>,
+}
+
+impl Auditor {
+    /// `member` is the management side (it assumes the member role); `archive` reads the
+    /// policies (the log-archive account, or a role there).
+    pub fn new(
+        config: OnboardConfig,
+        trails: TrailEnabler,
+        policies: PolicyUpdater,
+        caller: Option<AccountId>,
+    ) -> Self {
+        Self {
+            config,
+            trails,
+            policies,
+            caller,
+        }
+    }
+
+    /// The policy texts, read once for all accounts.
+    pub async fn read_policies(
+        &self,
+        any: AccountId,
+    ) -> Result<Vec<(&PolicyTarget, Option<String>)>, String> {
+        let mut out = Vec::new();
+        for target in &self.policies.targets {
+            let text = target.read(any).await.map_err(|e| e.to_string())?;
+            out.push((target, text));
+        }
+        Ok(out)
+    }
+
+    /// One account: its trails, their status, and the policies.
+    pub async fn audit(
+        &self,
+        account: AccountId,
+        policies: &[(&PolicyTarget, Option<String>)],
+    ) -> AccountAudit {
+        let mut audit = AccountAudit {
+            account,
+            trail: None,
+            admitted: BTreeMap::new(),
+            other_trails: Vec::new(),
+            findings: Vec::new(),
+            error: None,
+        };
+        let grant = self.config.grant(account);
+        for (target, text) in policies {
+            match target.admits(text.as_deref(), &grant) {
+                Ok(admits) => {
+                    audit.admitted.insert(target.to_string(), admits);
+                }
+                Err(e) => {
+                    audit.error = Some(format!("{target}: {e}"));
+                    return audit;
+                }
+            }
+        }
+        if let Err(e) = self.observe(account, &mut audit).await {
+            audit.error = Some(e);
+            return audit;
+        }
+        audit.judge(&self.trails.spec.trail_arn(account).to_string());
+        audit
+    }
+
+    async fn observe(&self, account: AccountId, audit: &mut AccountAudit) -> Result<(), String> {
+        let ct = if Some(account) == self.caller {
+            self.trails.own_cloudtrail()
+        } else {
+            self.trails
+                .member_cloudtrail(account)
+                .await
+                .map_err(|e| e.to_string())?
+                .0
+        };
+        let listed = ct
+            .describe_trails()
+            .include_shadow_trails(true)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "account {account}: cloudtrail:DescribeTrails: {}",
+                    describe_sdk_error(&e)
+                )
+            })?;
+        let spec = &self.trails.spec;
+        let ours = spec.trail_arn(account).to_string();
+        for t in listed.trail_list() {
+            let observed = ObservedTrail::from_sdk(t);
+            let arn = observed.arn.clone().unwrap_or_default();
+            if arn != ours {
+                audit.other_trails.push(OtherTrail {
+                    arn,
+                    bucket: observed.bucket.clone(),
+                    prefix: observed.prefix.clone(),
+                    multi_region: observed.multi_region,
+                    organization_trail: observed.organization_trail,
+                });
+                continue;
+            }
+            let status = ct.get_trail_status().name(&arn).send().await.map_err(|e| {
+                format!(
+                    "account {account}: cloudtrail:GetTrailStatus {arn}: {}",
+                    describe_sdk_error(&e)
+                )
+            })?;
+            let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_owned);
+            let time = |t: Option<&aws_smithy_types::DateTime>| {
+                t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+            };
+            audit.trail = Some(TrailState {
+                arn: arn.clone(),
+                multi_region: observed.multi_region,
+                log_file_validation: observed.log_file_validation,
+                logging: status.is_logging() == Some(true),
+                latest_delivery: time(status.latest_delivery_time()),
+                latest_digest: time(status.latest_digest_delivery_time()),
+                latest_delivery_error: text(status.latest_delivery_error()),
+                latest_digest_error: text(status.latest_digest_delivery_error()),
+                drift: spec.drift(&observed),
+            });
+        }
+        audit.other_trails.sort_by(|a, b| a.arn.cmp(&b.arn));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(trail: Option<TrailState>, admitted: bool) -> AccountAudit {
+        let mut a = AccountAudit {
+            account: AccountId::new("111122223333").unwrap(),
+            trail,
+            admitted: BTreeMap::from([("bucket policy of s3://central".to_string(), admitted)]),
+            other_trails: Vec::new(),
+            findings: Vec::new(),
+            error: None,
+        };
+        a.judge("arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper");
+        a
+    }
+
+    fn trail() -> TrailState {
+        TrailState {
+            arn: "arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper".into(),
+            multi_region: true,
+            log_file_validation: true,
+            logging: true,
+            latest_delivery: None,
+            latest_digest: None,
+            latest_delivery_error: None,
+            latest_digest_error: None,
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_gap_in_coverage_is_a_finding_and_nothing_else_is() {
+        assert!(audit(Some(trail()), true).covered());
+        assert_eq!(
+            audit(None, true).findings,
+            ["no trail arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper"]
+        );
+        let stopped = TrailState {
+            logging: false,
+            latest_delivery_error: Some("AccessDenied".into()),
+            ..trail()
+        };
+        let a = audit(Some(stopped), false);
+        assert_eq!(a.findings.len(), 3, "{:?}", a.findings);
+        assert!(a.findings[0].ends_with("is not logging"));
+        assert!(a.findings[1].contains("latest log delivery failed: AccessDenied"));
+        assert_eq!(
+            a.findings[2],
+            "the bucket policy of s3://central does not admit the account"
+        );
+    }
+
+    #[test]
+    fn other_trails_name_where_their_history_is() {
+        let t = OtherTrail {
+            arn: "arn".into(),
+            bucket: Some("old".into()),
+            prefix: Some("p".into()),
+            multi_region: false,
+            organization_trail: false,
+        };
+        assert_eq!(t.location().as_deref(), Some("s3://old/p"));
+        let no_prefix = OtherTrail { prefix: None, ..t };
+        assert_eq!(no_prefix.location().as_deref(), Some("s3://old"));
+    }
+}

@@ -1,0 +1,203 @@
+//! `trailkeeper audit` on the emulator, over accounts that Organizations created: each way an
+//! account can fall out of coverage is reported for that account, and only for it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use trailkeeper::events::AccountId;
+use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
+use trailkeeper::trail::{Backoff, TrailEnabler};
+use trailkeeper_e2e::*;
+
+const FAST: Backoff = Backoff {
+    attempts: 3,
+    first: Duration::from_millis(10),
+    max: Duration::from_millis(50),
+};
+
+const FAST_LOOP: PolicyLoop = PolicyLoop {
+    attempts: 10,
+    fence: Duration::from_millis(800),
+    settle: Duration::from_millis(1500),
+    backoff: Backoff {
+        attempts: 10,
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(1000),
+    },
+};
+
+const TRAIL: &str = "audited";
+
+async fn audit(
+    config: &OnboardConfig,
+    mgmt: &aws_config::SdkConfig,
+    args: &[&str],
+) -> (i32, String, String) {
+    use clap::Parser;
+    let mut argv = vec!["trailkeeper", "audit"];
+    argv.extend_from_slice(args);
+    let cli = trailkeeper_cli::Cli::try_parse_from(&argv).unwrap();
+    let trailkeeper_cli::Command::Audit(a) = cli.command else {
+        panic!("not audit")
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code =
+        trailkeeper_cli::audit::run_with(a, config.clone(), mgmt, FAST, &mut out, &mut err).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_account_out_of_coverage_is_reported_with_its_reason() {
+    let mgmt = aws_config().await;
+    let ids = create_accounts(&mgmt, "audit", 5).await;
+    let [covered, no_trail, stopped, not_admitted, leftover] =
+        [0, 1, 2, 3, 4].map(|i| AccountId::new(&ids[i]).unwrap());
+    let s3 = s3().await;
+    let bucket = unique_bucket("audit-central");
+    create_bucket(&s3, &bucket).await;
+    let old = unique_bucket("audit-old");
+    create_bucket(&s3, &old).await;
+    let config = OnboardConfig::from_vars(|name| match name {
+        "TRAILKEEPER_BUCKET" => Some(bucket.clone()),
+        "TRAILKEEPER_TRAIL_NAME" => Some(TRAIL.into()),
+        "AWS_REGION" => Some("us-east-1".into()),
+        _ => None,
+    })
+    .expect("configuration");
+    let policies = PolicyUpdater::new(&mgmt, config.clone(), FAST_LOOP);
+    let trails = TrailEnabler::new(&mgmt, config.trail_spec(), config.member_role.clone(), FAST);
+    for a in [covered, no_trail, stopped, leftover] {
+        policies.admit(a).await.expect("admit");
+    }
+    // moto does not check the bucket policy on CreateTrail: a trail without admission exists.
+    for a in [covered, stopped, not_admitted, leftover] {
+        trails.enable(a).await.expect("enable");
+    }
+    let arn = |a: AccountId| config.trail_spec().trail_arn(a).to_string();
+    trails
+        .member_cloudtrail(stopped)
+        .await
+        .unwrap()
+        .0
+        .stop_logging()
+        .name(arn(stopped))
+        .send()
+        .await
+        .expect("stop logging");
+    let (ct, _) = trails.member_cloudtrail(leftover).await.unwrap();
+    ct.create_trail()
+        .name("legacy-trail")
+        .s3_bucket_name(&old)
+        .s3_key_prefix("old/logs")
+        .send()
+        .await
+        .expect("a left-over trail");
+
+    let ids: Vec<String> = [covered, no_trail, stopped, not_admitted, leftover]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut args = vec!["--format", "json"];
+    for id in &ids {
+        args.extend(["--account", id.as_str()]);
+    }
+    let (code, out, err) = audit(&config, &mgmt, &args).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |a: AccountId| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "account" && l["account"] == a.to_string())
+            .unwrap_or_else(|| panic!("no line for {a}: {out}"))
+    };
+    let findings = |a: AccountId| -> Vec<String> {
+        of(a)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    assert_eq!(of(covered)["covered"], true, "{out}");
+    assert!(findings(covered).is_empty());
+    assert_eq!(of(covered)["trail"]["logging"], true);
+    assert_eq!(of(covered)["trail"]["multi_region"], true);
+    assert_eq!(of(covered)["trail"]["log_file_validation"], true);
+    assert!(of(covered)["trail"]["latest_delivery"].is_string(), "{out}");
+
+    assert_eq!(of(no_trail)["covered"], false);
+    assert_eq!(findings(no_trail), [format!("no trail {}", arn(no_trail))]);
+    assert!(of(no_trail)["trail"].is_null());
+
+    assert_eq!(of(stopped)["covered"], false);
+    assert_eq!(
+        findings(stopped),
+        [format!("trail {} is not logging", arn(stopped))]
+    );
+
+    assert_eq!(of(not_admitted)["covered"], false);
+    assert_eq!(
+        findings(not_admitted),
+        [format!(
+            "the bucket policy of s3://{bucket} does not admit the account"
+        )]
+    );
+
+    assert_eq!(of(leftover)["covered"], true, "{out}");
+    let others = of(leftover)["other_trails"].as_array().unwrap().clone();
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert_eq!(others[0]["bucket"], old.as_str());
+    assert!(
+        others[0]["arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":trail/legacy-trail")
+    );
+
+    let summary = lines.iter().find(|l| l["type"] == "summary").unwrap();
+    assert_eq!(summary["accounts"], 5);
+    assert_eq!(summary["covered"], 2);
+    assert_eq!(summary["not_covered"], 3);
+    assert_eq!(summary["errors"], 0);
+    assert_eq!(
+        summary["consolidate_from"],
+        serde_json::json!([format!("s3://{old}/old/logs")])
+    );
+
+    // The table for people says the same.
+    let table_args: Vec<&str> = args[2..].to_vec();
+    let (code, table, _) = audit(&config, &mgmt, &table_args).await;
+    assert_eq!(code, 1);
+    assert!(table.starts_with("ACCOUNT"), "{table}");
+    assert!(
+        table.contains("accounts: 5 (2 covered, 3 not covered, 0 not audited)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{no_trail}: no trail {}", arn(no_trail))),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "trailkeeper consolidate --from s3://{old}/old/logs --to s3://{bucket}\n"
+        )),
+        "{table}"
+    );
+
+    // The covered accounts alone: exit 0.
+    let (code, out, err) = audit(
+        &config,
+        &mgmt,
+        &["--account", &ids[0], "--account", &ids[4]],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+}
