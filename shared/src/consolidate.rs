@@ -756,6 +756,126 @@ impl Consolidator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::operation::copy_object::CopyObjectOutput;
+    use aws_sdk_s3::types::error::NotFound;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    const KEY: &str = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/01/01/111122223333_CloudTrail-Digest_us-east-1_trailkeeper_us-east-1_20260101T010203Z.json.gz";
+
+    fn planned() -> Planned {
+        Planned {
+            kind: Kind::Digest,
+            source: ObjectRef::new("old-logs", KEY),
+            target: ObjectRef::new("central-logs", KEY),
+            size: 10,
+        }
+    }
+
+    fn head(bucket: &'static str, signature: Option<&'static str>) -> Rule {
+        mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(move |r| r.bucket() == Some(bucket))
+            .then_output(move || {
+                let out = HeadObjectOutput::builder()
+                    .content_length(10)
+                    .e_tag("\"5d41402abc4b2a76b9719d911017c592\"");
+                match signature {
+                    Some(s) => out.metadata("signature", s),
+                    None => out,
+                }
+                .build()
+            })
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_lost_its_signature_is_a_failure_naming_both_objects() {
+        let source = head("old-logs", Some("abc"));
+        let target = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.bucket() == Some("central-logs"))
+            .sequence()
+            .error(|| HeadObjectError::NotFound(NotFound::builder().build()))
+            .output(|| {
+                HeadObjectOutput::builder()
+                    .content_length(10)
+                    .e_tag("\"5d41402abc4b2a76b9719d911017c592\"")
+                    .build()
+            })
+            .build();
+        let copy = mock!(aws_sdk_s3::Client::copy_object)
+            .then_output(|| CopyObjectOutput::builder().build());
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &target, &copy]);
+        let c = Consolidator::new(s3, Options::default());
+        let (outcome, record) = c.relocate(&planned()).await;
+        let Outcome::Failed(why) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(copy.num_calls(), 1);
+        assert!(record.is_none());
+        assert!(
+            why.contains(&format!(
+                "the copy s3://central-logs/{KEY} differs from s3://old-logs/{KEY}"
+            )),
+            "{why}"
+        );
+        assert!(why.contains("x-amz-meta-signature"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn an_identical_copy_is_not_copied_again_and_a_dry_run_copies_nothing() {
+        let source = head("old-logs", Some("abc"));
+        let target = head("central-logs", Some("abc"));
+        let copy = mock!(aws_sdk_s3::Client::copy_object)
+            .then_output(|| CopyObjectOutput::builder().build());
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &target, &copy]);
+        let (outcome, record) = Consolidator::new(s3, Options::default())
+            .relocate(&planned())
+            .await;
+        assert_eq!(outcome, Outcome::AlreadyThere);
+        assert_eq!(
+            record.map(|r| r.checksum).as_deref(),
+            Some("md5:5d41402abc4b2a76b9719d911017c592")
+        );
+        assert_eq!(copy.num_calls(), 0);
+
+        let absent = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.bucket() == Some("central-logs"))
+            .then_error(|| HeadObjectError::NotFound(NotFound::builder().build()));
+        let source = head("old-logs", Some("abc"));
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &absent, &copy]);
+        let dry = Options {
+            dry_run: true,
+            ..Options::default()
+        };
+        let (outcome, _) = Consolidator::new(s3, dry).relocate(&planned()).await;
+        assert_eq!(outcome, Outcome::WouldCopy);
+        assert_eq!(copy.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_source_is_retried_then_reported_by_name_never_copied() {
+        let slow = mock!(aws_sdk_s3::Client::head_object)
+            .sequence()
+            .http_status(503, None)
+            .times(10)
+            .build();
+        let copy = mock!(aws_sdk_s3::Client::copy_object)
+            .then_output(|| CopyObjectOutput::builder().build());
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&slow, &copy], |c| c
+            .retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)
+            ));
+        let (outcome, _) = Consolidator::new(s3, Options::default())
+            .relocate(&planned())
+            .await;
+        let Outcome::Failed(why) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(slow.num_calls(), 2, "retried");
+        assert!(
+            why.contains(&format!("HeadObject s3://old-logs/{KEY}")),
+            "{why}"
+        );
+        assert_eq!(copy.num_calls(), 0);
+    }
 
     #[test]
     fn locations_parse_with_and_without_scheme_and_prefix() {
