@@ -3,7 +3,7 @@
 # tooling the targets share (venvs for SAM and zig, cargo-lambda, builds).
 TEST_CMD ?= cargo test --workspace --all-targets
 
-.PHONY: test test-cargo test-lambda lint-template glibc-check lambda-build demo venv clean-venv
+.PHONY: test test-cargo test-lambda lint-template glibc-check lambda-build demo bench venv clean-venv
 
 # Everything: the template checks first (fast), then unit and end-to-end tests on moto, then
 # the real binaries under cargo-lambda (watch + invoke on moto; the release build's glibc).
@@ -31,6 +31,11 @@ lambda-build:
 # The README's first command.
 demo:
 	demo/run.sh
+
+# Every benchmark (issue 8) on the local emulator, written to bench/RESULTS.md; never part of
+# `make test`. About an hour: BENCH_REPS=1 BENCH_HOURS=200 make bench is a quick look.
+bench:
+	tests/moto/with-moto.sh python3 bench/run.py
 
 venv:
 	tests/moto/with-moto.sh --venv-only

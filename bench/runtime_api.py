@@ -25,6 +25,7 @@ def main() -> None:
     events = [open(path, "rb").read() for path in args.events]
     lock = threading.Lock()
     started = {}
+    asked = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -35,6 +36,11 @@ def main() -> None:
                 self.send_error(404)
                 return
             with lock:
+                if not asked:
+                    # When the function first asked for work: its cold start ends here.
+                    asked.append(time.monotonic_ns())
+                    with open(args.out, "a") as out:
+                        out.write(json.dumps({"kind": "first-next", "monotonic_ns": asked[0]}) + "\n")
                 body = events.pop(0) if events else None
             if body is None:
                 time.sleep(3600)

@@ -259,13 +259,24 @@ impl Filler {
     }
 }
 
+/// How many events each generated log file holds (about 760 bytes of JSON each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSize {
+    /// The same number in every file.
+    Events(usize),
+    /// CloudTrail's spread, for benchmarks: most files hold a handful of events (about 1 KB
+    /// gzipped), some a few hundred, and one in fifty thousands (a few MB gzipped). Log-uniform
+    /// over 1..=1,000 events for 98% of files, over 1,000..=10,000 for the rest; the mean is
+    /// about 220 events. Deterministic in the generator's seed.
+    Realistic,
+}
+
 /// Makes signed history for one trail in one region.
 pub struct Generator<'k> {
     pub layout: TrailLayout,
     key: &'k TestKey,
     filler: Filler,
-    /// Events per log file; about 1 KB of JSON each.
-    pub events_per_log: usize,
+    pub log_size: LogSize,
 }
 
 impl<'k> Generator<'k> {
@@ -274,7 +285,22 @@ impl<'k> Generator<'k> {
             layout,
             key,
             filler: Filler(seed),
-            events_per_log: 3,
+            log_size: LogSize::Events(3),
+        }
+    }
+
+    fn events_per_log(&mut self) -> usize {
+        match self.log_size {
+            LogSize::Events(n) => n,
+            LogSize::Realistic => {
+                let (low, high) = if self.filler.next().is_multiple_of(50) {
+                    (1_000f64, 10_000f64)
+                } else {
+                    (1f64, 1_000f64)
+                };
+                let u = self.filler.next() as f64 / u64::MAX as f64;
+                (low * (high / low).powf(u)).round() as usize
+            }
         }
     }
 
@@ -415,7 +441,7 @@ impl<'k> Generator<'k> {
             let n = logs(i);
             for j in 0..n {
                 let t = from + Duration::seconds(((j as i64) * 3600 / n.max(1) as i64).min(3599));
-                let events = self.events_per_log;
+                let events = self.events_per_log();
                 let (object, entry) = self.log(t, events);
                 history.logs.push(object);
                 entries.push(entry);
@@ -438,7 +464,7 @@ impl<'k> Generator<'k> {
         let mut history = History::default();
         let mut entries = Vec::new();
         for j in 0..logs {
-            let events = self.events_per_log;
+            let events = self.events_per_log();
             let (object, entry) = self.log(start + Duration::minutes(j as i64 * 5), events);
             history.logs.push(object);
             entries.push(entry);

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
-use trailkeeper::testdata::{Generator, History, TestKey, TrailLayout};
+use trailkeeper::testdata::{Generator, History, LogSize, TestKey, TrailLayout, gzip};
 use trailkeeper_e2e::{create_bucket, register_keys, s3, upload};
 
 #[derive(Parser)]
@@ -31,6 +31,17 @@ struct Args {
     logs_per_hour: usize,
     #[arg(long, default_value_t = 20)]
     events_per_log: usize,
+    /// Vary log sizes as CloudTrail does, from 1 KB to a few MB gzipped (ignores
+    /// --events-per-log).
+    #[arg(long)]
+    realistic_sizes: bool,
+    /// Replace the content of this many log files, spread evenly, after signing: each is a
+    /// finding every validator must report. Their keys go to stderr.
+    #[arg(long, default_value_t = 0)]
+    tamper_logs: usize,
+    /// Also write every object, as uploaded, under this directory (its key is the path).
+    #[arg(long)]
+    local_dir: Option<std::path::PathBuf>,
     /// Create the bucket first.
     #[arg(long)]
     create_bucket: bool,
@@ -57,9 +68,33 @@ async fn main() {
             home_region: a.regions[0].clone(),
         };
         let mut g = Generator::new(layout, &key, i as u64 + 1);
-        g.events_per_log = a.events_per_log;
+        g.log_size = if a.realistic_sizes {
+            LogSize::Realistic
+        } else {
+            LogSize::Events(a.events_per_log)
+        };
         let logs = a.logs_per_hour;
         history.extend(g.chain(a.start, a.hours, None, |_| logs));
+    }
+    if a.tamper_logs > 0 {
+        let step = history
+            .logs
+            .len()
+            .checked_div(a.tamper_logs)
+            .unwrap_or(1)
+            .max(1);
+        for log in history.logs.iter_mut().step_by(step).take(a.tamper_logs) {
+            log.body = gzip(br#"{"Records":[]}"#);
+            eprintln!("seed-history: tampered s3://{}/{}", a.bucket, log.key);
+        }
+    }
+    if let Some(dir) = &a.local_dir {
+        for o in history.objects() {
+            let path = dir.join(&o.key);
+            std::fs::create_dir_all(path.parent().expect("key has a folder"))
+                .and_then(|()| std::fs::write(&path, &o.body))
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
     }
     upload(&s3, &a.bucket, &history).await;
     let bytes: usize = history.objects().map(|o| o.body.len()).sum();
