@@ -38,12 +38,8 @@ pub struct AuditArgs {
 /// Exit codes: 0 every account is covered, 1 at least one is not, 2 the audit could not be
 /// completed (configuration, ListAccounts, the policy, or an account that could not be read).
 pub async fn run(args: AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let config = match OnboardConfig::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(err, "trailkeeper audit: {e}");
-            return 2;
-        }
+    let Some(config) = crate::onboard_config_from_env("audit", err) else {
+        return 2;
     };
     let aws = load_aws_config().await;
     run_with(args, config, &aws, Backoff::SETTLING, out, err).await

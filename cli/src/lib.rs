@@ -33,6 +33,19 @@ pub enum Command {
     Audit(audit::AuditArgs),
 }
 
+/// The onboarding configuration from the environment, as the Lambdas read it; on error, says
+/// so under `command`'s name and returns None (exit 2: nothing could be done).
+pub(crate) fn onboard_config_from_env(
+    command: &str,
+    err: &mut dyn std::io::Write,
+) -> Option<trailkeeper::onboard::OnboardConfig> {
+    trailkeeper::onboard::OnboardConfig::from_env()
+        .map_err(|e| {
+            let _ = writeln!(err, "trailkeeper {command}: {e}");
+        })
+        .ok()
+}
+
 /// A progress bar on stderr when `wanted` and stderr is a terminal; hidden otherwise.
 pub(crate) fn progress_bar(wanted: bool, template: &str) -> ProgressBar {
     if !(wanted && std::io::stderr().is_terminal()) {

@@ -39,12 +39,8 @@ pub struct OnboardArgs {
 /// Exit codes: 0 every account onboarded (or planned), 1 at least one account failed,
 /// 2 nothing could be done (configuration, credentials, ListAccounts).
 pub async fn run(args: OnboardArgs, out: &mut impl Write, err: &mut impl Write) -> i32 {
-    let config = match OnboardConfig::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = writeln!(err, "trailkeeper onboard: {e}");
-            return 2;
-        }
+    let Some(config) = crate::onboard_config_from_env("onboard", err) else {
+        return 2;
     };
     let aws = load_aws_config().await;
     run_with(
