@@ -110,6 +110,7 @@ until [ -s "$tmp/port" ] && answers_http "http://127.0.0.1:$(cat "$tmp/port")" 2
 done
 export AWS_ENDPOINT_URL="http://127.0.0.1:$(cat "$tmp/port")"
 export TRAILKEEPER_TEST_ENDPOINT="$AWS_ENDPOINT_URL"
+export TRAILKEEPER_MOTO_PID="$server_pid" # for make bench, which reports the server's CPU time
 
 # (5) CMD. (6) The EXIT trap stops the server and removes $tmp.
 status=0
