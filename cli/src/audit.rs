@@ -13,9 +13,8 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 
 use trailkeeper::audit::{AccountAudit, Auditor};
-use trailkeeper::events::AccountId;
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater, active_accounts};
-use trailkeeper::store::{describe_sdk_error, load_aws_config};
+use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
+use trailkeeper::store::load_aws_config;
 use trailkeeper::trail::{Backoff, TrailEnabler};
 
 use crate::validate::Format;
@@ -90,30 +89,17 @@ async fn audit(
     aws: &aws_config::SdkConfig,
     backoff: Backoff,
 ) -> Result<Vec<AccountAudit>, String> {
-    let accounts = if args.accounts.is_empty() {
-        active_accounts(&aws_sdk_organizations::Client::new(aws))
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        args.accounts
-            .iter()
-            .map(|a| AccountId::new(a).map_err(|e| format!("--account: {e}")))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let accounts =
+        crate::onboard::selected_accounts(aws, args.accounts.is_empty(), &args.accounts).await?;
     let Some(first) = accounts.first().copied() else {
         return Ok(Vec::new());
     };
-    let caller = aws_sdk_sts::Client::new(aws)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| format!("sts:GetCallerIdentity: {}", describe_sdk_error(&e)))?
-        .account()
-        .and_then(|a| AccountId::new(a).ok());
-    let archive = match &args.archive_role_arn {
-        None => aws.clone(),
-        Some(arn) => crate::onboard::assume(aws, arn, "trailkeeper-audit").await?,
-    };
+    let (caller, archive) = crate::onboard::caller_and_archive(
+        aws,
+        args.archive_role_arn.as_deref(),
+        "trailkeeper-audit",
+    )
+    .await?;
     let auditor = Auditor::new(
         config.clone(),
         TrailEnabler::new(

@@ -84,27 +84,9 @@ async fn onboard(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<usize, String> {
-    let accounts = if args.all {
-        active_accounts(&aws_sdk_organizations::Client::new(aws))
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        args.accounts
-            .iter()
-            .map(|a| AccountId::new(a).map_err(|e| format!("--account: {e}")))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let caller = aws_sdk_sts::Client::new(aws)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| format!("sts:GetCallerIdentity: {}", describe_sdk_error(&e)))?
-        .account()
-        .and_then(|a| AccountId::new(a).ok());
-    let archive = match &args.archive_role_arn {
-        None => aws.clone(),
-        Some(arn) => assume(aws, arn, "trailkeeper-onboard").await?,
-    };
+    let accounts = selected_accounts(aws, args.all, &args.accounts).await?;
+    let (caller, archive) =
+        caller_and_archive(aws, args.archive_role_arn.as_deref(), "trailkeeper-onboard").await?;
     let policies = PolicyUpdater::new(&archive, config.clone(), bounds);
     let trails = TrailEnabler::new(
         aws,
@@ -199,6 +181,44 @@ async fn apply(
 }
 
 /// The caller's configuration with the credentials of `role_arn`.
+/// Every ACTIVE account of the organization when `all`, else the `--account` ids, checked.
+pub(crate) async fn selected_accounts(
+    aws: &aws_config::SdkConfig,
+    all: bool,
+    accounts: &[String],
+) -> Result<Vec<AccountId>, String> {
+    if all {
+        return active_accounts(&aws_sdk_organizations::Client::new(aws))
+            .await
+            .map_err(|e| e.to_string());
+    }
+    accounts
+        .iter()
+        .map(|a| AccountId::new(a).map_err(|e| format!("--account: {e}")))
+        .collect()
+}
+
+/// The caller's own account (so that it is not treated as a member), and the configuration for
+/// the log-archive account: the caller's, or `archive_role_arn` assumed as `session`.
+pub(crate) async fn caller_and_archive(
+    aws: &aws_config::SdkConfig,
+    archive_role_arn: Option<&str>,
+    session: &str,
+) -> Result<(Option<AccountId>, aws_config::SdkConfig), String> {
+    let caller = aws_sdk_sts::Client::new(aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("sts:GetCallerIdentity: {}", describe_sdk_error(&e)))?
+        .account()
+        .and_then(|a| AccountId::new(a).ok());
+    let archive = match archive_role_arn {
+        None => aws.clone(),
+        Some(arn) => assume(aws, arn, session).await?,
+    };
+    Ok((caller, archive))
+}
+
 pub(crate) async fn assume(
     aws: &aws_config::SdkConfig,
     role_arn: &str,
