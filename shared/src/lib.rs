@@ -2,6 +2,7 @@
 //! findings. No Lambda types live here; the functions and the CLI are thin layers over it.
 
 pub mod alerts;
+pub mod archive;
 pub mod audit;
 pub mod config;
 pub mod consolidate;
