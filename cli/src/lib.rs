@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod consolidate;
 pub mod onboard;
+pub mod retire;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -31,6 +32,9 @@ pub enum Command {
     Consolidate(consolidate::ConsolidateArgs),
     /// Is every account of the organization covered: its trail, its logging, its admission?
     Audit(audit::AuditArgs),
+    /// After consolidation: delete old trails and empty and delete their bucket, once every
+    /// object in it has a verified copy in the central bucket (a plan without --yes).
+    Retire(retire::RetireArgs),
 }
 
 /// The onboarding configuration from the environment, as the Lambdas read it; on error, says

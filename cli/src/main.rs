@@ -1,5 +1,5 @@
 use clap::Parser;
-use trailkeeper_cli::{Cli, Command, audit, consolidate, onboard, validate};
+use trailkeeper_cli::{Cli, Command, audit, consolidate, onboard, retire, validate};
 
 #[tokio::main]
 async fn main() {
@@ -19,6 +19,9 @@ async fn main() {
         }
         Command::Onboard(args) => {
             onboard::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await
+        }
+        Command::Retire(args) => {
+            retire::run(args, &mut std::io::stdout().lock(), &mut std::io::stderr()).await
         }
     };
     std::process::exit(code);

@@ -432,6 +432,34 @@ impl Consolidator {
         }
     }
 
+    /// Reads `source` and `copy` now and holds them to the check every copy gets (size, user
+    /// metadata, checksum): `Ok` with the checksum that matched and the source's ETag, or what
+    /// differs, is missing or could not be read. `trailkeeper retire` deletes nothing that
+    /// fails it.
+    pub async fn verify_copy(
+        &self,
+        kind: Kind,
+        source: &ObjectRef,
+        copy: &ObjectRef,
+    ) -> Result<(String, Option<String>), String> {
+        let Some(source_head) = self.head(source).await? else {
+            return Err(format!("{source} does not exist"));
+        };
+        let Some(copy_head) = self.head(copy).await? else {
+            return Err(format!("its copy {copy} does not exist"));
+        };
+        let p = Planned {
+            kind,
+            source: source.clone(),
+            target: copy.clone(),
+            size: source_head.content_length().unwrap_or_default().max(0) as u64,
+        };
+        match self.verify(&p, &source_head, &copy_head).await? {
+            Ok(checksum) => Ok((checksum, source_head.e_tag().map(str::to_string))),
+            Err(why) => Err(format!("its copy {copy} differs: {why}")),
+        }
+    }
+
     /// One object: skip it if an identical copy is there, copy it otherwise, and verify.
     async fn relocate(&self, p: &Planned) -> (Outcome, Option<Relocated>) {
         match self.relocate_inner(p).await {

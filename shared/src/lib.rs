@@ -13,6 +13,7 @@ pub mod keys;
 pub mod onboard;
 pub mod policy;
 pub mod report;
+pub mod retire;
 pub mod store;
 pub mod trail;
 pub mod validate;
