@@ -24,6 +24,13 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("start_logging", "cloudtrail:StartLogging"),
     ("list_public_keys", "cloudtrail:ListPublicKeys"),
     ("publish", "sns:Publish"),
+    ("get_bucket_versioning", "s3:GetBucketVersioning"),
+    (
+        "get_object_lock_configuration",
+        "s3:GetBucketObjectLockConfiguration",
+    ),
+    ("get_public_access_block", "s3:GetBucketPublicAccessBlock"),
+    ("get_role", "iam:GetRole"),
 ];
 
 /// Modules whose AWS calls only the CLI makes, with its own credentials (no role of the
@@ -139,6 +146,7 @@ fn each_module_declares_exactly_the_aws_calls_it_makes() {
             ("store", "CALLS", trailkeeper::store::CALLS),
             ("keys", "CALLS", trailkeeper::keys::CALLS),
             ("alerts", "CALLS", trailkeeper::alerts::CALLS),
+            ("archive", "CALLS", trailkeeper::archive::CALLS),
             (
                 "onboard",
                 "BUCKET_POLICY_CALLS",
