@@ -24,6 +24,12 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("start_logging", "cloudtrail:StartLogging"),
     ("list_public_keys", "cloudtrail:ListPublicKeys"),
     ("publish", "sns:Publish"),
+    ("list_object_versions", "s3:ListBucketVersions"),
+    // retire names a version in every delete (`null` in an unversioned bucket).
+    ("delete_objects", "s3:DeleteObjectVersion"),
+    ("delete_bucket", "s3:DeleteBucket"),
+    ("stop_logging", "cloudtrail:StopLogging"),
+    ("delete_trail", "cloudtrail:DeleteTrail"),
     ("get_bucket_versioning", "s3:GetBucketVersioning"),
     (
         "get_object_lock_configuration",
@@ -146,6 +152,7 @@ fn each_module_declares_exactly_the_aws_calls_it_makes() {
             ("store", "CALLS", trailkeeper::store::CALLS),
             ("keys", "CALLS", trailkeeper::keys::CALLS),
             ("alerts", "CALLS", trailkeeper::alerts::CALLS),
+            ("retire", "CALLS", trailkeeper::retire::CALLS),
             ("archive", "CALLS", trailkeeper::archive::CALLS),
             (
                 "onboard",
