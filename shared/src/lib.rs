@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod archive;
+pub mod athena;
 pub mod audit;
 pub mod config;
 pub mod consolidate;

@@ -26,6 +26,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::athena::{AccountProjection, ProjectionError, QueryTables};
 use crate::config::{self, ConfigError};
 use crate::events::AccountId;
 use crate::policy::{
@@ -66,6 +67,8 @@ pub struct OnboardConfig {
     pub home_region: RegionName,
     pub kms_key: Option<KmsKeyArn>,
     pub mode: PolicyMode,
+    /// The Athena tables whose account projection admission extends (`crate::athena`).
+    pub query_tables: Option<QueryTables>,
 }
 
 fn invalid(variable: &'static str, e: impl fmt::Display) -> ConfigError {
@@ -131,6 +134,7 @@ impl OnboardConfig {
                 });
             }
         };
+        let query_tables = QueryTables::from_vars(&var)?;
         Ok(Self {
             destination: LogDestination::new(bucket, prefix),
             trail_name,
@@ -138,6 +142,7 @@ impl OnboardConfig {
             home_region,
             kms_key,
             mode,
+            query_tables,
         })
     }
 
@@ -189,6 +194,9 @@ pub enum OnboardError {
     },
     #[error("listing the organization's accounts failed: {0}")]
     ListAccounts(String),
+    /// Admitted, but not yet queryable in Athena: a retry adds it (admission is idempotent).
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,6 +551,8 @@ pub struct PolicyUpdater {
     pub config: OnboardConfig,
     pub targets: Vec<PolicyTarget>,
     pub bounds: PolicyLoop,
+    /// Once admitted, the account is projected in the Athena tables (when configured).
+    pub projection: Option<AccountProjection>,
 }
 
 impl PolicyUpdater {
@@ -563,18 +573,45 @@ impl PolicyUpdater {
             s3: crate::store::s3_client(aws),
             destination: config.destination.clone(),
         });
+        let projection = config
+            .query_tables
+            .clone()
+            .map(|tables| AccountProjection::new(aws, tables));
         Self {
             config,
             targets,
             bounds,
+            projection,
         }
     }
 
+    /// Admits the account to each policy, then (only once every policy admits it) to the
+    /// Athena tables' account projection.
     pub async fn admit(&self, account: AccountId) -> Result<Vec<PolicyReport>, OnboardError> {
         let grant = self.config.grant(account);
         let mut reports = Vec::new();
         for target in &self.targets {
             reports.push(admit(target, account, &grant, &self.bounds).await?);
+        }
+        if let Some(projection) = &self.projection {
+            let changed = projection.project(account).await?;
+            for table in &projection.tables.tables {
+                let added = changed.contains(table);
+                reports.push(PolicyReport {
+                    policy: format!(
+                        "account projection of Athena table {}.{table}",
+                        projection.tables.database
+                    ),
+                    status: if added {
+                        "admitted"
+                    } else {
+                        "already_admitted"
+                    },
+                    writes: u32::from(added),
+                    attempts: 1,
+                    bytes: 0,
+                });
+            }
         }
         Ok(reports)
     }

@@ -37,6 +37,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ),
     ("get_public_access_block", "s3:GetBucketPublicAccessBlock"),
     ("get_role", "iam:GetRole"),
+    ("get_table", "glue:GetTable"),
+    ("update_table", "glue:UpdateTable"),
 ];
 
 /// Modules whose AWS calls only the CLI makes, with its own credentials (no role of the
@@ -154,6 +156,7 @@ fn each_module_declares_exactly_the_aws_calls_it_makes() {
             ("alerts", "CALLS", trailkeeper::alerts::CALLS),
             ("retire", "CALLS", trailkeeper::retire::CALLS),
             ("archive", "CALLS", trailkeeper::archive::CALLS),
+            ("athena", "CALLS", trailkeeper::athena::CALLS),
             (
                 "onboard",
                 "BUCKET_POLICY_CALLS",

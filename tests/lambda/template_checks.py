@@ -33,6 +33,8 @@ CONFIG_TABLE = {
     "TRAILKEEPER_BUCKET", "TRAILKEEPER_PREFIX", "TRAILKEEPER_TRAIL_NAME", "TRAILKEEPER_MEMBER_ROLE",
     "TRAILKEEPER_HOME_REGION", "TRAILKEEPER_KMS_KEY_ARN", "TRAILKEEPER_POLICY_MODE",
     "TRAILKEEPER_ORG_ID", "TRAILKEEPER_ALERT_TOPIC_ARN",
+    # The Athena tables whose account projection the policy-updater extends (README).
+    "TRAILKEEPER_ATHENA_DATABASE", "TRAILKEEPER_ATHENA_TABLES",
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
 STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys"}

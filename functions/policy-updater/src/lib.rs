@@ -12,4 +12,5 @@ pub use handler::{Deps, HandlerError, handle, parse_event};
 pub const CALLS: &[&[&str]] = &[
     trailkeeper::onboard::BUCKET_POLICY_CALLS,
     trailkeeper::onboard::KEY_POLICY_CALLS,
+    trailkeeper::athena::CALLS,
 ];
