@@ -350,8 +350,15 @@ impl Retirer {
         }
         let mut retired = Retired::default();
         for t in trails {
-            t.delete().await?;
-            retired.trails_deleted.push(t.arn.to_string());
+            let arn = t.arn.to_string();
+            let planned_gone = plan
+                .trails
+                .iter()
+                .any(|(a, state)| *a == arn && *state == TrailState::Gone);
+            if !planned_gone {
+                t.delete().await?;
+                retired.trails_deleted.push(arn);
+            }
         }
         let Some(inventory) = self.inventory(&plan.bucket).await? else {
             retired.bucket_gone = true;
