@@ -664,3 +664,124 @@ impl Retirer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::delete_objects::DeleteObjectsOutput;
+    use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
+    use aws_sdk_s3::types::{Error as S3Error, ObjectVersion};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    const VERSIONS: usize = 2500;
+
+    fn key(i: usize) -> String {
+        format!("AWSLogs/111122223333/CloudTrail/us-east-1/2026/01/01/k-{i}.json.gz")
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            bucket: "old-logs".into(),
+            central: Location::new("central-logs", None),
+            manifests: vec![],
+            inventory: None,
+            verified: (0..VERSIONS)
+                .map(|i| (key(i), Some("\"e\"".to_string())))
+                .collect(),
+            unverified: vec![],
+            trails: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_are_deleted_1000_at_a_time_and_each_failure_is_named() {
+        let list = mock!(aws_sdk_s3::Client::list_object_versions).then_output(|| {
+            ListObjectVersionsOutput::builder()
+                .set_versions(Some(
+                    (0..VERSIONS)
+                        .map(|i| {
+                            ObjectVersion::builder()
+                                .key(key(i))
+                                .version_id(format!("v{i}"))
+                                .e_tag("\"e\"")
+                                .is_latest(true)
+                                .size(1)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .is_truncated(false)
+                .build()
+        });
+        let within = |d: &aws_sdk_s3::operation::delete_objects::DeleteObjectsInput| {
+            d.delete()
+                .is_some_and(|d| d.objects().len() <= DELETE_BATCH)
+        };
+        let names = |d: &aws_sdk_s3::operation::delete_objects::DeleteObjectsInput, k: &str| {
+            d.delete()
+                .is_some_and(|d| d.objects().iter().any(|o| o.key() == k))
+        };
+        let refused = mock!(aws_sdk_s3::Client::delete_objects)
+            .match_requests(move |r| within(r) && names(r, &key(1500)))
+            .then_output(|| {
+                DeleteObjectsOutput::builder()
+                    .errors(
+                        S3Error::builder()
+                            .key(key(1500))
+                            .version_id("v1500")
+                            .code("AccessDenied")
+                            .message("Access Denied")
+                            .build(),
+                    )
+                    .build()
+            });
+        let deleted = mock!(aws_sdk_s3::Client::delete_objects)
+            .match_requests(move |r| within(r) && !names(r, &key(1500)))
+            .then_output(|| DeleteObjectsOutput::builder().build());
+        let bucket = mock!(aws_sdk_s3::Client::delete_bucket).then_output(|| {
+            aws_sdk_s3::operation::delete_bucket::DeleteBucketOutput::builder().build()
+        });
+        let s3 = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&list, &refused, &deleted, &bucket]
+        );
+        let retired = Retirer::new(s3, 4).retire(&plan(), &[]).await.unwrap();
+        assert_eq!(refused.num_calls() + deleted.num_calls(), 3);
+        assert_eq!(retired.deleted, VERSIONS as u64 - 1);
+        assert_eq!(
+            retired.failed,
+            [(
+                ObjectRef::new("old-logs", key(1500)),
+                "v1500".to_string(),
+                "AccessDenied: Access Denied".to_string()
+            )]
+        );
+        assert_eq!(bucket.num_calls(), 0, "a bucket with versions left is kept");
+        assert!(!retired.bucket_gone);
+    }
+
+    #[tokio::test]
+    async fn a_changed_object_found_by_the_second_listing_stops_every_deletion() {
+        let list = mock!(aws_sdk_s3::Client::list_object_versions).then_output(|| {
+            ListObjectVersionsOutput::builder()
+                .versions(
+                    ObjectVersion::builder()
+                        .key(key(7))
+                        .version_id("v7b")
+                        .e_tag("\"changed\"")
+                        .is_latest(true)
+                        .build(),
+                )
+                .build()
+        });
+        let delete = mock!(aws_sdk_s3::Client::delete_objects)
+            .then_output(|| DeleteObjectsOutput::builder().build());
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &delete]);
+        let retired = Retirer::new(s3, 4).retire(&plan(), &[]).await.unwrap();
+        assert_eq!(delete.num_calls(), 0);
+        assert_eq!(retired.landed.len(), 1);
+        assert_eq!(retired.landed[0].object, ObjectRef::new("old-logs", key(7)));
+        assert!(retired.landed[0].reason.contains("changed"));
+    }
+}

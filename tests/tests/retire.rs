@@ -419,7 +419,7 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
     put_bytes(&s3, &old, &late, b"late").await;
     let before = versions(&s3, &old).await.unwrap();
     let retired = retirer.retire(&plan, &trails).await.expect("retire");
-    assert_eq!(retired.trails_deleted, [arn.clone()]);
+    assert_eq!(retired.trails_deleted, std::slice::from_ref(&arn));
     assert_eq!(retired.landed.len(), 1, "{:?}", retired.landed);
     assert_eq!(retired.landed[0].object.key, late);
     assert!(retired.landed[0].reason.contains("appeared after"));
