@@ -12,6 +12,7 @@ use clap::Args;
 use trailkeeper::events::AccountId;
 use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater, active_accounts};
 use trailkeeper::store::{describe_sdk_error, load_aws_config};
+pub(crate) use trailkeeper::trail::assume_role as assume;
 use trailkeeper::trail::{Backoff, TrailAction, TrailEnabler};
 
 #[derive(Debug, Clone, Args)]
@@ -217,33 +218,4 @@ pub(crate) async fn caller_and_archive(
         Some(arn) => assume(aws, arn, session).await?,
     };
     Ok((caller, archive))
-}
-
-pub(crate) async fn assume(
-    aws: &aws_config::SdkConfig,
-    role_arn: &str,
-    session: &str,
-) -> Result<aws_config::SdkConfig, String> {
-    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-    let out = aws_sdk_sts::Client::new(aws)
-        .assume_role()
-        .role_arn(role_arn)
-        .role_session_name(session)
-        .send()
-        .await
-        .map_err(|e| format!("sts:AssumeRole {role_arn}: {}", describe_sdk_error(&e)))?;
-    let c = out
-        .credentials()
-        .ok_or_else(|| format!("sts:AssumeRole {role_arn}: no credentials returned"))?;
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        std::time::SystemTime::try_from(*c.expiration()).ok(),
-        "trailkeeper-archive-role",
-    );
-    Ok(aws
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build())
 }

@@ -82,6 +82,35 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// The alert for an account the scheduled audit found uncovered or could not read; `None`
+    /// for a covered account.
+    pub fn for_account_audit(audit: &crate::audit::AccountAudit) -> Option<Self> {
+        let (what, lines): (&str, Vec<&str>) = match &audit.error {
+            Some(e) => ("could not be audited", vec![e.as_str()]),
+            None if audit.covered() => return None,
+            None => (
+                "is not covered",
+                audit.findings.iter().map(String::as_str).collect(),
+            ),
+        };
+        let mut subject = format!("trailkeeper: account {} {what}", audit.account);
+        subject.truncate(100);
+        let mut message = format!(
+            "trailkeeper's daily audit found that account {} {what}:\n\n",
+            audit.account
+        );
+        for line in lines {
+            message.push_str(&format!("  - {line}\n"));
+        }
+        message.push_str(&format!(
+            "\nReproduce with:\n  trailkeeper audit --account {}\nRepair with:\n  trailkeeper onboard --account {}\n",
+            audit.account, audit.account
+        ));
+        Some(Self { subject, message })
+    }
+}
+
 /// An SNS topic for alerts.
 pub struct AlertTopic {
     sns: aws_sdk_sns::Client,

@@ -15,14 +15,11 @@ use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
 use crate::store::describe_sdk_error;
 use crate::trail::{Drift, ObservedTrail, TrailEnabler};
 
-/// The IAM actions of an audit, besides `sts:AssumeRole` of the member role and
-/// `organizations:ListAccounts`.
-pub const CALLS: &[&str] = &[
-    "cloudtrail:DescribeTrails",
-    "cloudtrail:GetTrailStatus",
-    "s3:GetBucketPolicy",
-    "kms:GetKeyPolicy",
-];
+/// The IAM actions of an audit of trails (as the member role in other accounts, with the
+/// caller's credentials in its own), besides `sts:AssumeRole` and `organizations:ListAccounts`.
+pub const CALLS: &[&str] = &["cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus"];
+/// The IAM actions that read the policies, in the log-archive account.
+pub const POLICY_READ_CALLS: &[&str] = &["s3:GetBucketPolicy", "kms:GetKeyPolicy"];
 
 /// The trailkeeper trail of one account, as CloudTrail reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,6 +106,42 @@ impl AccountAudit {
     }
 }
 
+/// The audit as one CloudWatch embedded-metric-format record (the scheduled audit's log line):
+/// accounts audited, covered, not covered, and unreadable, with the accounts of the last two.
+pub fn metrics_record(audits: &[AccountAudit], now: DateTime<Utc>) -> serde_json::Value {
+    let uncovered: Vec<String> = audits
+        .iter()
+        .filter(|a| a.error.is_none() && !a.covered())
+        .map(|a| a.account.to_string())
+        .collect();
+    let unreadable: Vec<String> = audits
+        .iter()
+        .filter(|a| a.error.is_some())
+        .map(|a| a.account.to_string())
+        .collect();
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": crate::report::METRICS_NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [
+                    {"Name": "AccountsAudited", "Unit": "Count"},
+                    {"Name": "AccountsCovered", "Unit": "Count"},
+                    {"Name": "AccountsNotCovered", "Unit": "Count"},
+                    {"Name": "AccountsUnreadable", "Unit": "Count"},
+                ],
+            }],
+        },
+        "AccountsAudited": audits.len(),
+        "AccountsCovered": audits.iter().filter(|a| a.covered()).count(),
+        "AccountsNotCovered": uncovered.len(),
+        "AccountsUnreadable": unreadable.len(),
+        "notCovered": uncovered,
+        "unreadable": unreadable,
+    })
+}
+
 /// Audits accounts with the onboarding configuration (`TRAILKEEPER_*`).
 pub struct Auditor {
     pub config: OnboardConfig,
@@ -146,6 +179,28 @@ impl Auditor {
             out.push((target, text));
         }
         Ok(out)
+    }
+
+    /// Every account in `accounts`, `concurrency` at a time, sorted by account; the policies are
+    /// read once. Only an unreadable policy fails the whole audit: an account that cannot be
+    /// read is an [`AccountAudit::error`].
+    pub async fn audit_all(
+        &self,
+        accounts: Vec<AccountId>,
+        concurrency: usize,
+    ) -> Result<Vec<AccountAudit>, String> {
+        use futures::{StreamExt, stream};
+        let Some(first) = accounts.first().copied() else {
+            return Ok(Vec::new());
+        };
+        let policies = self.read_policies(first).await?;
+        let mut audits: Vec<AccountAudit> = stream::iter(accounts)
+            .map(|account| self.audit(account, &policies))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        audits.sort_by_key(|a| a.account);
+        Ok(audits)
     }
 
     /// One account: its trails, their status, and the policies.
@@ -296,6 +351,31 @@ mod tests {
             a.findings[2],
             "the bucket policy of s3://central does not admit the account"
         );
+    }
+
+    #[test]
+    fn the_metrics_record_counts_each_kind_of_account() {
+        let mut unreadable = audit(Some(trail()), true);
+        unreadable.account = AccountId::new("444455556666").unwrap();
+        unreadable.error = Some("sts:AssumeRole: AccessDenied".into());
+        let audits = [audit(Some(trail()), true), audit(None, true), unreadable];
+        let r = metrics_record(&audits, DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        assert_eq!(r["AccountsAudited"], 3);
+        assert_eq!(r["AccountsCovered"], 1);
+        assert_eq!(r["AccountsNotCovered"], 1);
+        assert_eq!(r["AccountsUnreadable"], 1);
+        assert_eq!(r["notCovered"], serde_json::json!(["111122223333"]));
+        assert_eq!(r["unreadable"], serde_json::json!(["444455556666"]));
+        assert_eq!(r["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        let names: Vec<&str> = r["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in &names {
+            assert!(r.get(*name).is_some(), "metric {name} has no value");
+        }
     }
 
     #[test]

@@ -498,6 +498,47 @@ fn failure(account: AccountId, operation: &'static str, f: CallFailure) -> Trail
 }
 
 // ---------------------------------------------------------------------------------------------
+// Roles
+
+/// `base`, acting with the temporary credentials that AssumeRole returned.
+pub fn with_role_credentials(
+    base: &aws_config::SdkConfig,
+    c: &aws_sdk_sts::types::Credentials,
+    provider: &'static str,
+) -> aws_config::SdkConfig {
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        std::time::SystemTime::try_from(*c.expiration()).ok(),
+        provider,
+    );
+    base.to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// `base` acting as `role_arn`, with one AssumeRole (the SDK retries throttling): for a role
+/// that exists already, such as the log-archive account's reader role.
+pub async fn assume_role(
+    base: &aws_config::SdkConfig,
+    role_arn: &str,
+    session: &str,
+) -> Result<aws_config::SdkConfig, String> {
+    let out = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session)
+        .send()
+        .await
+        .map_err(|e| format!("sts:AssumeRole {role_arn}: {}", describe_sdk_error(&e)))?;
+    let c = out
+        .credentials()
+        .ok_or_else(|| format!("sts:AssumeRole {role_arn}: no credentials returned"))?;
+    Ok(with_role_credentials(base, c, "trailkeeper-assumed-role"))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Converging one account
 
 /// Assumes the member role, then acts as the account in the home region.
@@ -556,18 +597,8 @@ impl TrailEnabler {
                 cause: format!("no credentials returned for {role_arn}"),
             });
         };
-        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
-        let creds = Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            expiry,
-            "trailkeeper-member-role",
-        );
-        let config = self
-            .base
+        let config = with_role_credentials(&self.base, c, "trailkeeper-member-role")
             .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(creds))
             .region(Region::new(self.spec.home_region.to_string()))
             .build();
         Ok((aws_sdk_cloudtrail::Client::new(&config), retries))

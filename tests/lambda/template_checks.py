@@ -35,9 +35,11 @@ CONFIG_TABLE = {
     "TRAILKEEPER_ORG_ID", "TRAILKEEPER_ALERT_TOPIC_ARN",
     # The Athena tables whose account projection the policy-updater extends (README).
     "TRAILKEEPER_ATHENA_DATABASE", "TRAILKEEPER_ATHENA_TABLES",
+    # The org-auditor's role in the log-archive account that may read the policies (README).
+    "TRAILKEEPER_ARCHIVE_ROLE_ARN",
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
-STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys"}
+STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys", "cloudtrail:DescribeTrails", "organizations:ListAccounts"}
 # Actions a function's role needs that no code of ours calls, and when they are allowed.
 IMPLICIT = {
     # Lambda itself sends a failed asynchronous event to the OnFailure SQS destination, with the
@@ -48,6 +50,9 @@ IMPLICIT = {
     # S3 decrypts SSE-KMS objects for GetObject with the caller's kms:Decrypt.
     "kms:Decrypt": lambda fn_props, granted: "s3:GetObject" in granted,
 }
+# Roles of this template that a function assumes (not its execution role), and the list of its
+# crate that names the calls made through them.
+ASSUMED_ROLES = {"AuditReaderRole": ("org-auditor", "ARCHIVE_READER_CALLS")}
 MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
 
@@ -80,13 +85,13 @@ def rust_const_list(text: str, name: str):
     return None if m is None else m.group(2)
 
 
-def declared_calls(crate: Path) -> tuple[set[str], list[str]]:
-    """The IAM actions a function crate declares in `pub const CALLS: &[&[&str]]` of its lib.rs,
-    each list resolved from the `pub const` it names in shared/src."""
+def declared_calls(crate: Path, const_name: str = "CALLS") -> tuple[set[str], list[str]]:
+    """The IAM actions a function crate declares in `pub const CALLS: &[&[&str]]` (or another
+    such list) of its lib.rs, each list resolved from the `pub const` it names in shared/src."""
     errors, calls = [], set()
-    body = rust_const_list((crate / "src" / "lib.rs").read_text(), "CALLS")
+    body = rust_const_list((crate / "src" / "lib.rs").read_text(), const_name)
     if body is None:
-        return calls, [f"{crate.name}: no `pub const CALLS: &[&[&str]]` in src/lib.rs"]
+        return calls, [f"{crate.name}: no `pub const {const_name}: &[&[&str]]` in src/lib.rs"]
     for path, const in re.findall(r"trailkeeper::((?:\w+::)*\w+)::([A-Z_]+)", body):
         source = ROOT / "shared" / "src" / (path.replace("::", "/") + ".rs")
         items = rust_const_list(source.read_text(), const) if source.exists() else None
@@ -138,6 +143,18 @@ def least_privilege(template) -> list[str]:
                 errors.append(f"{role}: allows {a}, which the code of {binary} never calls (functions/{crates[binary].name}/src/lib.rs CALLS)")
         for a in sorted(declared - granted):
             errors.append(f"{role}: does not allow {a}, which {binary} calls (functions/{crates[binary].name}/src/lib.rs CALLS)")
+    # Roles that a function assumes in another account: exactly the calls made through them.
+    for role, (binary, const) in ASSUMED_ROLES.items():
+        if role not in res or binary not in crates:
+            errors.append(f"{role}: expected in the template, assumed by {binary}")
+            continue
+        declared, errs = declared_calls(crates[binary], const)
+        errors.extend(f"{role}: {e}" for e in errs)
+        granted = {a for s in statements(res[role].get("Properties", {})) if s.get("Effect") == "Allow"
+                   for a in as_list(s.get("Action", [])) if isinstance(a, str)}
+        if granted != declared:
+            errors.append(f"{role}: allows {sorted(granted)}, but {binary} calls {sorted(declared)} through it "
+                          f"(functions/{crates[binary].name}/src/lib.rs {const})")
     return errors
 
 

@@ -200,4 +200,81 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");
+
+    // The daily org-auditor Lambda over the whole organization (ListAccounts: other tests'
+    // accounts too): the same findings for these five, one alert per uncovered account, and
+    // one metrics record.
+    let topic = create_topic(&unique_bucket("audit-alerts")).await;
+    let mut deps = org_auditor::Deps::new(
+        &mgmt,
+        config.clone(),
+        org_auditor::Config {
+            archive_role_arn: None,
+            alert_topic_arn: Some(topic.clone()),
+            concurrency: 8,
+        },
+        Records::default(),
+    );
+    deps.backoff = FAST;
+    let mut context = lambda_runtime::Context::default();
+    context.invoked_function_arn =
+        "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../events/org-auditor/scheduled-event.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let result = org_auditor::handle(&deps, lambda_runtime::LambdaEvent::new(event, context))
+        .await
+        .expect("the audit ran");
+    assert_eq!(result["status"], "not_covered");
+    let audited = |a: AccountId| {
+        result["audits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["account"] == a.to_string())
+            .unwrap_or_else(|| panic!("the org-auditor did not audit {a}"))
+            .clone()
+    };
+    for a in [covered, no_trail, stopped, not_admitted, leftover] {
+        assert_eq!(audited(a)["findings"], of(a)["findings"], "{a}");
+    }
+    let alerts = published(&topic);
+    for a in [no_trail, stopped, not_admitted] {
+        let (subject, message) = alerts
+            .iter()
+            .find(|(s, _)| s.contains(&a.to_string()))
+            .unwrap_or_else(|| panic!("no alert for {a}: {alerts:?}"));
+        assert_eq!(subject, &format!("trailkeeper: account {a} is not covered"));
+        assert!(message.contains(&findings(a)[0]), "{message}");
+        assert!(message.contains(&format!("trailkeeper audit --account {a}")));
+    }
+    for a in [covered, leftover] {
+        assert!(
+            !alerts.iter().any(|(s, _)| s.contains(&a.to_string())),
+            "an alert for covered {a}: {alerts:?}"
+        );
+    }
+    assert_eq!(result["alerts"], alerts.len(), "{alerts:?}");
+    let records = deps.records.0.lock().unwrap();
+    assert_eq!(records.len(), 1);
+    let not_covered = records[0]["notCovered"].as_array().unwrap();
+    for a in [no_trail, stopped, not_admitted] {
+        assert!(not_covered.contains(&Value::from(a.to_string())), "{a}");
+    }
+    assert_eq!(records[0]["AccountsAudited"], result["accounts"]);
+}
+
+/// The org-auditor's metrics records, kept for the test.
+#[derive(Default)]
+struct Records(std::sync::Mutex<Vec<Value>>);
+
+impl org_auditor::RecordSink for Records {
+    fn write(&self, record: &Value) {
+        self.0.lock().unwrap().push(record.clone());
+    }
 }

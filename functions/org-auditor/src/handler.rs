@@ -1,0 +1,230 @@
+//! One scheduled event in, the organization's audit out: a metrics record, an alert per account
+//! that is not covered (or could not be read), and the audit as the invocation's result.
+//!
+//! Only what stops the audit as a whole fails the invocation, so that Lambda retries it:
+//! listing the accounts, assuming the reader role, or reading a policy. An account that is not
+//! covered is a finding, reported and alerted, not an error.
+
+use chrono::Utc;
+use lambda_runtime::{Diagnostic, LambdaEvent, tracing};
+use serde_json::{Value, json};
+use trailkeeper::alerts::{Alert, AlertTopic};
+use trailkeeper::audit::{AccountAudit, Auditor, metrics_record};
+use trailkeeper::config::{self, ConfigError};
+use trailkeeper::events::AccountId;
+use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater, active_accounts};
+use trailkeeper::trail::{Backoff, TrailEnabler, assume_role};
+
+/// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The log-archive account's role that may read the bucket (and key) policy; unset when
+    /// the function's own credentials may read them.
+    pub archive_role_arn: Option<String>,
+    pub alert_topic_arn: Option<String>,
+    /// Accounts audited at once.
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            archive_role_arn: config::optional_checked(
+                "TRAILKEEPER_ARCHIVE_ROLE_ARN",
+                check_role_arn,
+            )?,
+            alert_topic_arn: config::optional_checked(
+                "TRAILKEEPER_ALERT_TOPIC_ARN",
+                config::check_sns_topic_arn,
+            )?,
+            concurrency: config::count("TRAILKEEPER_CONCURRENCY", 8)?,
+        })
+    }
+}
+
+/// An IAM role ARN: `arn:<partition>:iam::<account>:role/<path and name>`.
+fn check_role_arn(v: &str) -> Result<(), String> {
+    let parts: Vec<&str> = v.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && AccountId::new(parts[4]).is_ok()
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("is not an IAM role ARN: {v:?}"))
+    }
+}
+
+/// Where the metrics record goes: stdout in Lambda (CloudWatch Logs reads EMF there).
+pub trait RecordSink: Send + Sync {
+    fn write(&self, record: &Value);
+}
+
+pub struct Stdout;
+
+impl RecordSink for Stdout {
+    fn write(&self, record: &Value) {
+        println!("{record}");
+    }
+}
+
+pub struct Deps<R: RecordSink> {
+    pub aws: aws_config::SdkConfig,
+    pub onboard: OnboardConfig,
+    pub config: Config,
+    pub alerts: Option<AlertTopic>,
+    /// How long to wait for a member role that is not assumable yet.
+    pub backoff: Backoff,
+    pub records: R,
+}
+
+impl<R: RecordSink> Deps<R> {
+    /// Clients are made once per container; nothing here touches the network.
+    pub fn new(
+        aws: &aws_config::SdkConfig,
+        onboard: OnboardConfig,
+        config: Config,
+        records: R,
+    ) -> Self {
+        Self {
+            aws: aws.clone(),
+            alerts: config
+                .alert_topic_arn
+                .clone()
+                .map(|arn| AlertTopic::new(aws_sdk_sns::Client::new(aws), arn)),
+            onboard,
+            config,
+            // An audit does not wait for accounts to settle: a short bound, then an error.
+            backoff: Backoff {
+                attempts: 3,
+                first: std::time::Duration::from_millis(200),
+                max: std::time::Duration::from_secs(2),
+            },
+            records,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The audit could not run as a whole (accounts, reader role, policies): worth a retry.
+    #[error("the organization audit could not run: {0}")]
+    Audit(String),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        Diagnostic {
+            error_type: "AuditFailed".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// The account this function runs in, from its ARN: audited with its own credentials, since a
+/// management account has no member role.
+fn own_account(invoked_function_arn: &str) -> Option<AccountId> {
+    invoked_function_arn
+        .split(':')
+        .nth(4)
+        .and_then(|a| AccountId::new(a).ok())
+}
+
+/// Audits the organization. The event is not read (a schedule's, or `{}` by hand): the audit
+/// only reads, so any invocation is safe.
+pub async fn handle<R: RecordSink>(
+    deps: &Deps<R>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, HandlerError> {
+    let audits = audit(deps, own_account(&event.context.invoked_function_arn)).await?;
+    deps.records.write(&metrics_record(&audits, Utc::now()));
+    let mut alerted = 0;
+    let mut alert_errors = Vec::new();
+    if let Some(topic) = &deps.alerts {
+        for alert in audits.iter().filter_map(Alert::for_account_audit) {
+            match topic.publish(&alert).await {
+                Ok(()) => alerted += 1,
+                Err(e) => alert_errors.push(e.to_string()),
+            }
+        }
+    }
+    for a in audits.iter().filter(|a| !a.covered()) {
+        tracing::warn!(account = %a.account, findings = ?a.findings, error = ?a.error, "account not covered");
+    }
+    if !alert_errors.is_empty() {
+        // The audit itself is done; the alerts must not be lost: fail so that Lambda retries.
+        return Err(HandlerError::Audit(alert_errors.join("; ")));
+    }
+    Ok(json!({
+        "status": if audits.iter().all(AccountAudit::covered) { "covered" } else { "not_covered" },
+        "accounts": audits.len(),
+        "alerts": alerted,
+        "audits": audits,
+    }))
+}
+
+async fn audit<R: RecordSink>(
+    deps: &Deps<R>,
+    caller: Option<AccountId>,
+) -> Result<Vec<AccountAudit>, HandlerError> {
+    let fail = HandlerError::Audit;
+    let accounts = active_accounts(&aws_sdk_organizations::Client::new(&deps.aws))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let archive = match &deps.config.archive_role_arn {
+        Some(arn) => assume_role(&deps.aws, arn, "trailkeeper-org-auditor")
+            .await
+            .map_err(fail)?,
+        None => deps.aws.clone(),
+    };
+    let auditor = Auditor::new(
+        deps.onboard.clone(),
+        TrailEnabler::new(
+            &deps.aws,
+            deps.onboard.trail_spec(),
+            deps.onboard.member_role.clone(),
+            deps.backoff,
+        ),
+        PolicyUpdater::new(&archive, deps.onboard.clone(), PolicyLoop::DEFAULT),
+        caller,
+    );
+    auditor
+        .audit_all(accounts, deps.config.concurrency)
+        .await
+        .map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_account_comes_from_the_function_arn() {
+        assert_eq!(
+            own_account("arn:aws:lambda:us-east-1:111122223333:function:org-auditor"),
+            Some(AccountId::new("111122223333").unwrap())
+        );
+        assert_eq!(own_account(""), None);
+        assert_eq!(own_account("arn:aws:lambda:us-east-1:12:function:x"), None);
+    }
+
+    #[test]
+    fn the_reader_role_must_be_a_role_arn() {
+        assert!(check_role_arn("arn:aws:iam::111122223333:role/trailkeeper-reader").is_ok());
+        assert!(check_role_arn("arn:aws:iam::111122223333:role/path/reader").is_ok());
+        for bad in [
+            "arn:aws:iam::111122223333:user/someone",
+            "arn:aws:iam::1111:role/r",
+            "arn:aws:sts::111122223333:role/r",
+            "arn:aws:iam::111122223333:role/",
+            "reader",
+        ] {
+            assert!(check_role_arn(bad).is_err(), "{bad}");
+        }
+    }
+}
