@@ -309,3 +309,18 @@ impl DigestReport {
         })
     }
 }
+
+/// Where a Lambda's one-line records go: stdout in Lambda, where CloudWatch Logs reads the
+/// embedded metrics; tests keep them.
+pub trait RecordSink: Send + Sync {
+    fn write(&self, record: &serde_json::Value);
+}
+
+/// Records to stdout, one JSON line each.
+pub struct Stdout;
+
+impl RecordSink for Stdout {
+    fn write(&self, record: &serde_json::Value) {
+        println!("{record}");
+    }
+}

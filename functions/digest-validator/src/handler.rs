@@ -41,18 +41,7 @@ impl Config {
     }
 }
 
-/// Where the one-line-per-digest records go: stdout in Lambda (CloudWatch Logs reads EMF there).
-pub trait RecordSink: Send + Sync {
-    fn write(&self, record: &Value);
-}
-
-pub struct Stdout;
-
-impl RecordSink for Stdout {
-    fn write(&self, record: &Value) {
-        println!("{record}");
-    }
-}
+pub use trailkeeper::report::{RecordSink, Stdout};
 
 pub struct Deps<R: RecordSink> {
     pub engine: Engine,

@@ -60,18 +60,7 @@ fn check_role_arn(v: &str) -> Result<(), String> {
     }
 }
 
-/// Where the metrics record goes: stdout in Lambda (CloudWatch Logs reads EMF there).
-pub trait RecordSink: Send + Sync {
-    fn write(&self, record: &Value);
-}
-
-pub struct Stdout;
-
-impl RecordSink for Stdout {
-    fn write(&self, record: &Value) {
-        println!("{record}");
-    }
-}
+pub use trailkeeper::report::{RecordSink, Stdout};
 
 pub struct Deps<R: RecordSink> {
     pub aws: aws_config::SdkConfig,
