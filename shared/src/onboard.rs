@@ -202,6 +202,17 @@ pub enum OnboardError {
 // ---------------------------------------------------------------------------------------------
 // Policies
 
+/// What a policy write came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// The service applied it.
+    Done,
+    /// The service refused it (a conflict, throttling): it did not happen.
+    Refused,
+    /// No answer, or a server failure: it may have landed all the same.
+    Unknown,
+}
+
 /// A failed policy write worth another round: a conflict, throttling, a service failure, or
 /// no answer in time. Anything else (access denied, a malformed policy) is for a person.
 fn may_retry<E: ProvideErrorMetadata>(
@@ -228,6 +239,28 @@ fn may_retry<E: ProvideErrorMetadata>(
                             | "Throttling"
                             | "ConflictException"
                     )
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Whether a failed write certainly did not happen: the service answered that it refused it
+/// (S3's `OperationAborted` and `SlowDown`, throttling, a 4xx). A 5xx other than `SlowDown`,
+/// a timeout or a lost connection leaves it unknown.
+fn refused<E: ProvideErrorMetadata>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match e {
+        SdkError::ServiceError(s) => {
+            s.raw().status().as_u16() < 500
+                || matches!(
+                    s.err().code(),
+                    Some("SlowDown" | "ThrottlingException" | "Throttling")
                 )
         }
         _ => false,
@@ -311,8 +344,9 @@ impl PolicyTarget {
         }
     }
 
-    /// `Ok(false)`: the write may not have happened (S3 aborted it for a concurrent one, it
-    /// was throttled, the service failed, or it timed out); the loop reads again.
+    /// `Refused`: S3 aborted it for a concurrent one or throttled it. `Unknown`: the service
+    /// failed or the answer was lost (a reset, a timeout) after the request may have reached
+    /// it. Either way the loop reads again.
     ///
     /// The SDK's own retries are off and the call is bounded by `deadline`: a write retried
     /// for seconds could land after other writers' read-backs and erase their accounts unseen.
@@ -321,7 +355,7 @@ impl PolicyTarget {
         account: AccountId,
         text: &str,
         deadline: Duration,
-    ) -> Result<bool, OnboardError> {
+    ) -> Result<Written, OnboardError> {
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .operation_timeout(deadline)
             .build();
@@ -340,7 +374,7 @@ impl PolicyTarget {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| (may_retry(&e), describe_sdk_error(&e))),
+                    .map_err(|e| (may_retry(&e), refused(&e), describe_sdk_error(&e))),
             ),
             Self::Key { kms, key } => (
                 "kms:PutKeyPolicy",
@@ -357,16 +391,20 @@ impl PolicyTarget {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| (may_retry(&e), describe_sdk_error(&e))),
+                    .map_err(|e| (may_retry(&e), refused(&e), describe_sdk_error(&e))),
             ),
         };
         match result {
-            Ok(()) => Ok(true),
-            Err((true, cause)) => {
-                tracing::warn!(%account, policy = %self, %cause, "{operation} not done; reading again");
-                Ok(false)
+            Ok(()) => Ok(Written::Done),
+            Err((true, true, cause)) => {
+                tracing::warn!(%account, policy = %self, %cause, "{operation} refused; reading again");
+                Ok(Written::Refused)
             }
-            Err((false, cause)) => Err(self.call_error(account, operation, cause)),
+            Err((true, false, cause)) => {
+                tracing::warn!(%account, policy = %self, %cause, "{operation} may or may not have landed; reading back after settling");
+                Ok(Written::Unknown)
+            }
+            Err((false, _, cause)) => Err(self.call_error(account, operation, cause)),
         }
     }
 
@@ -463,8 +501,8 @@ pub struct PolicyReport {
     pub policy: String,
     /// `admitted` (written now) or `already_admitted` (nothing written).
     pub status: &'static str,
-    /// PutBucketPolicy / PutKeyPolicy calls made; more than one means concurrent edits
-    /// overwrote ours and we wrote again.
+    /// PutBucketPolicy / PutKeyPolicy calls that took effect, or may have (their answer was
+    /// lost); more than one means concurrent edits overwrote ours and we wrote again.
     pub writes: u32,
     /// Rounds of the loop.
     pub attempts: u32,
@@ -512,7 +550,18 @@ pub async fn admit(
             continue;
         }
         let deadline = bounds.settle.saturating_sub(bounds.fence);
-        if target.write(account, &text, deadline).await? {
+        let written = target.write(account, &text, deadline).await?;
+        if written == Written::Unknown {
+            // It may have landed, only its answer lost. Then a writer that read before it may
+            // still write on top of what it read: reading again at once could find our account
+            // and stop just before it is erased. So count it, and wait `settle` like after any
+            // write: the next round's read is then a read-back.
+            writes += 1;
+            bytes = size;
+            tokio::time::sleep(bounds.settle).await;
+            continue;
+        }
+        if written == Written::Done {
             writes += 1;
             bytes = size;
             tokio::time::sleep(bounds.settle).await;
