@@ -526,13 +526,20 @@ impl Engine {
         Ok((check, logs))
     }
 
-    /// Fetches the linked previous digests that are not among `checked`.
+    /// Fetches the linked previous digests that are neither among `checked` nor `unreadable`
+    /// (already read in vain, and reported, in this run: reading them again as a link would
+    /// only report them twice).
     async fn fetch_outside_links(
         &self,
         checked: &[DigestCheck],
+        unreadable: &[ChainNode],
         events: Option<&mpsc::Sender<Event>>,
     ) -> (HashMap<ObjectRef, ChainNode>, Vec<EngineError>) {
-        let have: HashSet<&ObjectRef> = checked.iter().map(|c| c.location()).collect();
+        let have: HashSet<&ObjectRef> = checked
+            .iter()
+            .map(|c| c.location())
+            .chain(unreadable.iter().map(|n| &n.location))
+            .collect();
         let wanted: Vec<(ObjectRef, DigestKey)> = checked
             .iter()
             .filter(|c| c.node.authentic)
@@ -662,7 +669,7 @@ impl Engine {
             report.logs.push(Self::log_verdict(&stream, location, &log));
         }
         let checked = vec![check];
-        let (outside, errors) = self.fetch_outside_links(&checked, None).await;
+        let (outside, errors) = self.fetch_outside_links(&checked, &[], None).await;
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
@@ -887,7 +894,9 @@ impl Engine {
         checked.sort_by(|a, b| {
             (a.key.end_time, &a.location().key).cmp(&(b.key.end_time, &b.location().key))
         });
-        let (outside, _) = self.fetch_outside_links(&checked, Some(events)).await;
+        let (outside, _) = self
+            .fetch_outside_links(&checked, &unreadable, Some(events))
+            .await;
         let mut nodes: Vec<ChainNode> = checked
             .iter()
             .map(|c| c.node.clone())
