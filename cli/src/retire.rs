@@ -139,7 +139,7 @@ async fn retire(
             None,
             "refused",
             &format!(
-                "REFUSED: {} objects of s3://{} have no verified copy; nothing was changed",
+                "REFUSED: {} object(s) of s3://{} without a verified copy; nothing was changed",
                 plan.unverified.len(),
                 plan.bucket
             ),
@@ -178,7 +178,7 @@ async fn retire(
             Some(&retired),
             "refused",
             &format!(
-                "REFUSED: {} objects of s3://{} appeared or changed after the check; the trails are gone, nothing in the bucket was deleted: consolidate again, then run again",
+                "REFUSED: {} object(s) of s3://{} appeared or changed after the check; the trails are gone, nothing in the bucket was deleted: consolidate again, then run again",
                 retired.landed.len(),
                 plan.bucket
             ),
@@ -201,7 +201,7 @@ async fn retire(
             Some(&retired),
             "incomplete",
             &format!(
-                "INCOMPLETE: {} versions of s3://{} could not be deleted; the bucket was kept: run again",
+                "INCOMPLETE: {} version(s) of s3://{} could not be deleted; the bucket was kept: run again",
                 retired.failed.len(),
                 plan.bucket
             ),
