@@ -5,6 +5,10 @@
 //! The same `TRAILKEEPER_*` settings as `trailkeeper onboard`; run it from the management
 //! account, with `--archive-role-arn` naming a role in the log-archive account that may read
 //! the bucket policy (unless the caller may read it already).
+//!
+//! `--archive` audits the log archive instead (who can reach the central bucket, who can assume
+//! the log-archive account's member role, the bucket's protections), with credentials in the
+//! log-archive account (or through `--archive-role-arn`).
 
 use std::io::Write;
 
@@ -12,6 +16,7 @@ use clap::Args;
 use futures::{StreamExt, stream};
 use serde_json::json;
 
+use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
 use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
 use trailkeeper::store::load_aws_config;
@@ -22,7 +27,7 @@ use crate::validate::Format;
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
     /// Only this account (repeatable); default: every ACTIVE account (ListAccounts).
-    #[arg(long = "account", value_name = "ID")]
+    #[arg(long = "account", value_name = "ID", conflicts_with = "archive")]
     pub accounts: Vec<String>,
     /// A role in the log-archive account to assume to read the bucket and key policies.
     #[arg(long, value_name = "ARN")]
@@ -30,6 +35,21 @@ pub struct AuditArgs {
     /// Accounts audited at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Audit the log archive instead: who can reach the central bucket, who can assume the
+    /// log-archive account's member role, and the bucket's protections.
+    #[arg(long)]
+    pub archive: bool,
+    /// With --archive: a role of trailkeeper's own (policy-updater, digest-validator, S3 Batch
+    /// Operations) that may delete or change the policy and protections (repeatable).
+    #[arg(long = "trusted-role", value_name = "ARN", requires = "archive")]
+    pub trusted_roles: Vec<String>,
+    /// With --archive: the break-glass role, which may too.
+    #[arg(long, value_name = "ARN", requires = "archive")]
+    pub break_glass_role: Option<String>,
+    /// With --archive: a principal that may assume the member role (repeatable; an ARN, or an
+    /// account id for all of that account's principals).
+    #[arg(long = "admin", value_name = "ARN", requires = "archive")]
+    pub admins: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -41,6 +61,9 @@ pub async fn run(args: AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> i
         return 2;
     };
     let aws = load_aws_config().await;
+    if args.archive {
+        return run_archive(args, config, &aws, out, err).await;
+    }
     run_with(args, config, &aws, Backoff::SETTLING, out, err).await
 }
 
@@ -229,4 +252,259 @@ fn write_json(out: &mut dyn Write, audits: &[AccountAudit]) {
         "consolidate_from": consolidate_from(audits),
     });
     let _ = writeln!(out, "{line}");
+}
+
+/// `--archive`. Exit codes: 0 nothing flagged, 1 at least one flag, 2 something could not be
+/// read (each named; what was read is still reported).
+pub async fn run_archive(
+    args: AuditArgs,
+    config: OnboardConfig,
+    aws: &aws_config::SdkConfig,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    run_archive_with(args, config, aws, |auditor| auditor, out, err).await
+}
+
+/// [`run_archive`] with the auditor adapted by `adapt` (tests: the emulator's quirks).
+pub async fn run_archive_with(
+    args: AuditArgs,
+    config: OnboardConfig,
+    aws: &aws_config::SdkConfig,
+    adapt: impl FnOnce(ArchiveAuditor) -> ArchiveAuditor,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let trusted = match TrustedPrincipals::new(
+        &args.trusted_roles,
+        args.break_glass_role.as_deref(),
+        &args.admins,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "trailkeeper audit --archive: {e}");
+            return 2;
+        }
+    };
+    let archive = match &args.archive_role_arn {
+        None => aws.clone(),
+        Some(arn) => match crate::onboard::assume(aws, arn, "trailkeeper-audit-archive").await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = writeln!(err, "trailkeeper audit --archive: {e}");
+                return 2;
+            }
+        },
+    };
+    let auditor = adapt(ArchiveAuditor::new(
+        &archive,
+        config.destination.bucket.clone(),
+        config.member_role.clone(),
+        trusted,
+    ));
+    let audit = auditor.audit().await;
+    for e in audit.errors() {
+        let _ = writeln!(err, "trailkeeper audit --archive: could not read {e}");
+    }
+    match args.format {
+        Format::Json => write_archive_json(out, &audit),
+        Format::Text => write_archive_text(out, &audit),
+    }
+    let _ = out.flush();
+    if audit.errors().next().is_some() {
+        2
+    } else if audit.flags().next().is_some() {
+        1
+    } else {
+        0
+    }
+}
+
+fn archive_status(audit: &ArchiveAudit) -> &'static str {
+    if audit.errors().next().is_some() {
+        "incomplete"
+    } else if audit.flags().next().is_some() {
+        "findings"
+    } else {
+        "clean"
+    }
+}
+
+/// JSON Lines: `bucket_policy`, `member_role`, `protections` (each with its `flags`, and its
+/// `error` or `errors` when something could not be read), then a `summary`.
+fn write_archive_json(out: &mut dyn Write, audit: &ArchiveAudit) {
+    let section = |kind: &str, value: Option<serde_json::Value>, error: &Option<String>| {
+        let mut line = serde_json::Map::new();
+        line.insert("type".into(), json!(kind));
+        line.insert("bucket".into(), json!(audit.bucket));
+        match value {
+            Some(serde_json::Value::Object(fields)) => line.extend(fields),
+            _ => {
+                line.insert("flags".into(), json!([]));
+            }
+        }
+        line.insert("error".into(), json!(error));
+        serde_json::Value::Object(line)
+    };
+    let policy = audit.bucket_policy.as_ref().map(|p| {
+        let mut v = serde_json::to_value(p).unwrap_or_default();
+        v["denies"] = json!(
+            p.denies
+                .iter()
+                .map(|(statement, sid)| json!({ "statement": statement, "sid": sid }))
+                .collect::<Vec<_>>()
+        );
+        v
+    });
+    let role = audit
+        .member_role
+        .as_ref()
+        .map(|r| serde_json::to_value(r).unwrap_or_default());
+    let protections = serde_json::to_value(&audit.protections).ok();
+    let lines = [
+        section("bucket_policy", policy, &audit.bucket_policy_error),
+        section("member_role", role, &audit.member_role_error),
+        section("protections", protections, &None),
+        json!({
+            "type": "summary",
+            "bucket": audit.bucket,
+            "status": archive_status(audit),
+            "flags": audit.flags().count(),
+            "errors": audit.errors().collect::<Vec<_>>(),
+        }),
+    ];
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn write_archive_text(out: &mut dyn Write, audit: &ArchiveAudit) {
+    let bucket = &audit.bucket;
+    match &audit.bucket_policy {
+        None => {
+            let _ = writeln!(out, "bucket policy of s3://{bucket}: could not be read");
+        }
+        Some(p) if !p.exists => {
+            let _ = writeln!(
+                out,
+                "bucket policy of s3://{bucket}: none (only the account's own IAM policies grant access)"
+            );
+        }
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "bucket policy of s3://{bucket}: {} statements, {} Deny (they grant nothing)",
+                p.statements,
+                p.denies.len()
+            );
+            for g in &p.grants {
+                let access = if g.access.is_empty() {
+                    format!("only {}", g.actions.join(", "))
+                } else {
+                    g.access
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let _ = writeln!(
+                    out,
+                    "  #{:<3} {}{}: {access}{}",
+                    g.statement,
+                    if g.not_principal {
+                        "everyone except "
+                    } else {
+                        ""
+                    },
+                    g.principal,
+                    if g.restricted_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [when {}]", g.restricted_by.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    match &audit.member_role {
+        None => {
+            let _ = writeln!(out, "member role: could not be read");
+        }
+        Some(r) => match &r.arn {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "member role {}: does not exist in this account (nobody can assume it)",
+                    r.role
+                );
+            }
+            Some(arn) => {
+                let _ = writeln!(out, "member role {arn}: who can assume it");
+                for t in &r.trusted {
+                    let _ = writeln!(
+                        out,
+                        "  #{:<3} {}{}: {}{}{}",
+                        t.statement,
+                        if t.not_principal {
+                            "everyone except "
+                        } else {
+                            ""
+                        },
+                        t.principal,
+                        t.actions.join(", "),
+                        if t.restricted_by.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [when {}]", t.restricted_by.join(", "))
+                        },
+                        if t.admin { " (administrator)" } else { "" }
+                    );
+                }
+            }
+        },
+    }
+    let p = &audit.protections;
+    let known = |v: Option<String>| v.unwrap_or_else(|| "could not be read".into());
+    let _ = writeln!(
+        out,
+        "protections of s3://{bucket}: versioning {}; MFA Delete {}; Object Lock {}; public access block {}",
+        known(p.versioning.clone()),
+        known(
+            p.mfa_delete
+                .map(|m| if m { "on" } else { "off" }.to_string())
+        ),
+        known(p.object_lock.as_ref().map(|l| match l {
+            None => "off (no configuration)".to_string(),
+            Some(l) if !l.enabled => "off".to_string(),
+            Some(l) => match (&l.mode, l.days, l.years) {
+                (Some(mode), Some(d), _) => format!("on, {mode} {d} days by default"),
+                (Some(mode), _, Some(y)) => format!("on, {mode} {y} years by default"),
+                _ => "on, no default retention".to_string(),
+            },
+        })),
+        known(p.public_access_block.as_ref().map(|b| match b {
+            None => "not configured on the bucket".to_string(),
+            Some(b) if b.is_complete() => "on (all four settings)".to_string(),
+            Some(_) => "partial".to_string(),
+        })),
+    );
+    let flags: Vec<&Flag> = audit.flags().collect();
+    for f in &flags {
+        let _ = writeln!(out, "FLAG {}: {f}", f.code);
+    }
+    for e in audit.errors() {
+        let _ = writeln!(out, "ERROR could not read {e}");
+    }
+    let _ = writeln!(
+        out,
+        "result: {} ({} flags, {} errors)",
+        match archive_status(audit) {
+            "clean" => "CLEAN: nothing flagged",
+            "findings" =>
+                "FINDINGS: someone outside trailkeeper's roles can reach the archive, or a protection is off",
+            _ => "INCOMPLETE: something could not be read",
+        },
+        flags.len(),
+        audit.errors().count()
+    );
 }

@@ -881,6 +881,8 @@ pub struct Protections {
     /// `Some(None)`: no public access block configuration on the bucket.
     pub public_access_block: Option<Option<PublicAccessBlock>>,
     pub flags: Vec<Flag>,
+    /// The reads that failed, each naming the call and the bucket.
+    pub errors: Vec<String>,
 }
 
 impl Protections {
@@ -936,12 +938,12 @@ impl Protections {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArchiveAudit {
     pub bucket: String,
-    /// `None` when the policy could not be read (see `errors`).
+    /// `None` when the policy could not be read (`bucket_policy_error`).
     pub bucket_policy: Option<BucketPolicyReport>,
+    pub bucket_policy_error: Option<String>,
     pub member_role: Option<MemberRoleReport>,
+    pub member_role_error: Option<String>,
     pub protections: Protections,
-    /// What could not be read, each naming the call and the bucket or role.
-    pub errors: Vec<String>,
 }
 
 impl ArchiveAudit {
@@ -949,6 +951,14 @@ impl ArchiveAudit {
         let policy = self.bucket_policy.iter().flat_map(|p| &p.flags);
         let role = self.member_role.iter().flat_map(|r| &r.flags);
         policy.chain(role).chain(&self.protections.flags)
+    }
+
+    /// What could not be read, each naming the call and the bucket or role.
+    pub fn errors(&self) -> impl Iterator<Item = &String> {
+        let policy = self.bucket_policy_error.iter();
+        policy
+            .chain(&self.member_role_error)
+            .chain(&self.protections.errors)
     }
 }
 
@@ -977,33 +987,39 @@ impl ArchiveAuditor {
         }
     }
 
+    /// The same audit through another S3 client (tests adapt the emulator's answers).
+    pub fn with_s3(self, s3: aws_sdk_s3::Client) -> Self {
+        Self { s3, ..self }
+    }
+
     /// Every part is read even when another fails; what failed is in `errors`.
     pub async fn audit(&self) -> ArchiveAudit {
+        let (bucket_policy, bucket_policy_error) = match self.bucket_policy().await {
+            Ok(policy) => (
+                Some(classify_bucket_policy(policy.as_ref(), &self.trusted)),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        let (member_role, member_role_error) = match self.trust_policy().await {
+            Ok(found) => (
+                Some(classify_trust_policy(
+                    &self.member_role,
+                    found.as_ref().map(|(arn, p)| (arn.clone(), p)),
+                    &self.trusted,
+                )),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
         let mut errors = Vec::new();
-        let bucket_policy = match self.bucket_policy().await {
-            Ok(policy) => Some(classify_bucket_policy(policy.as_ref(), &self.trusted)),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
-        let member_role = match self.trust_policy().await {
-            Ok(found) => Some(classify_trust_policy(
-                &self.member_role,
-                found.as_ref().map(|(arn, p)| (arn.clone(), p)),
-                &self.trusted,
-            )),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
         let mut protections = Protections {
             versioning: None,
             mfa_delete: None,
             object_lock: None,
             public_access_block: None,
             flags: Vec::new(),
+            errors: Vec::new(),
         };
         match self.versioning().await {
             Ok((status, mfa)) => {
@@ -1020,13 +1036,15 @@ impl ArchiveAuditor {
             Ok(block) => protections.public_access_block = Some(block),
             Err(e) => errors.push(e),
         }
+        protections.errors = errors;
         protections.judge(&self.bucket);
         ArchiveAudit {
             bucket: self.bucket.to_string(),
             bucket_policy,
+            bucket_policy_error,
             member_role,
+            member_role_error,
             protections,
-            errors,
         }
     }
 
@@ -1128,8 +1146,9 @@ impl ArchiveAuditor {
                     mode: retention
                         .and_then(|r| r.mode())
                         .map(|m| m.as_str().to_owned()),
-                    days: retention.and_then(|r| r.days()),
-                    years: retention.and_then(|r| r.years()),
+                    // A rule has days or years; the other is absent (moto says 0).
+                    days: retention.and_then(|r| r.days()).filter(|d| *d > 0),
+                    years: retention.and_then(|r| r.years()).filter(|y| *y > 0),
                 }
             })),
             Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(None),
@@ -1595,6 +1614,7 @@ mod tests {
                 object_lock: Some(None),
                 public_access_block: Some(block),
                 flags: Vec::new(),
+                errors: Vec::new(),
             };
             p.judge(&bucket);
             p.flags
@@ -1622,6 +1642,7 @@ mod tests {
             object_lock: None,
             public_access_block: None,
             flags: Vec::new(),
+            errors: Vec::new(),
         };
         unknown.judge(&bucket);
         assert_eq!(unknown.flags, []);

@@ -1,0 +1,502 @@
+//! `trailkeeper audit --archive` on the emulator: a bucket and a member role seeded with one
+//! wide-open statement each are both flagged (exit 1); a bucket set up as template.yaml sets it
+//! up, with a statement the policy-updater wrote, and a role only the named administrator may
+//! assume, audit clean (exit 0); what cannot be read ends the audit incomplete (exit 2).
+
+use std::time::Duration;
+
+use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningOutput;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, DefaultRetention, MfaDeleteStatus, ObjectLockConfiguration,
+    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration,
+    VersioningConfiguration,
+};
+use serde_json::Value;
+use trailkeeper::events::AccountId;
+use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
+use trailkeeper::trail::Backoff;
+use trailkeeper_e2e::*;
+
+/// The log-archive account of these tests: moto's account for the `testing` key.
+const ARCHIVE_ACCOUNT: &str = "123456789012";
+const ADMIN: &str = "arn:aws:iam::111111111111:role/OrgAdmin";
+const BREAK_GLASS: &str = "arn:aws:iam::123456789012:role/BreakGlass";
+
+fn updater_role() -> String {
+    format!("arn:aws:iam::{ARCHIVE_ACCOUNT}:role/trailkeeper-PolicyUpdaterRole-X1")
+}
+
+fn validator_role() -> String {
+    format!("arn:aws:iam::{ARCHIVE_ACCOUNT}:role/trailkeeper-DigestValidatorRole-X2")
+}
+
+const FAST_LOOP: PolicyLoop = PolicyLoop {
+    attempts: 10,
+    fence: Duration::from_millis(800),
+    settle: Duration::from_millis(1500),
+    backoff: Backoff {
+        attempts: 10,
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(1000),
+    },
+};
+
+fn config(bucket: &str, member_role: &str) -> OnboardConfig {
+    OnboardConfig::from_vars(|name| match name {
+        "TRAILKEEPER_BUCKET" => Some(bucket.to_owned()),
+        "TRAILKEEPER_MEMBER_ROLE" => Some(member_role.to_owned()),
+        "AWS_REGION" => Some("us-east-1".into()),
+        _ => None,
+    })
+    .expect("configuration")
+}
+
+/// Runs `trailkeeper audit --archive` with the operator's usual options and `extra`.
+async fn audit_archive(config: &OnboardConfig, extra: &[&str]) -> (i32, String, String) {
+    use clap::Parser;
+    let (updater, validator) = (updater_role(), validator_role());
+    let mut argv = vec![
+        "trailkeeper",
+        "audit",
+        "--archive",
+        "--trusted-role",
+        &updater,
+        "--trusted-role",
+        &validator,
+        "--break-glass-role",
+        BREAK_GLASS,
+        "--admin",
+        ADMIN,
+    ];
+    argv.extend_from_slice(extra);
+    let cli = trailkeeper_cli::Cli::try_parse_from(&argv).unwrap();
+    let trailkeeper_cli::Command::Audit(args) = cli.command else {
+        panic!("not audit")
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let aws = aws_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(true)
+            .interceptor(VersioningAsS3Says)
+            .build(),
+    );
+    let code = trailkeeper_cli::audit::run_archive_with(
+        args,
+        config.clone(),
+        &aws,
+        |auditor| auditor.with_s3(s3),
+        &mut out,
+        &mut err,
+    )
+    .await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+/// moto 5.2.5 answers GetBucketVersioning under the root element `GetBucketVersioningResponse`
+/// where S3 sends `VersioningConfiguration`; the SDK refuses the answer ("unknown service
+/// error", HTTP 200). This reads moto's answer as S3's, so that the audit's own code runs
+/// unchanged against it.
+#[derive(Debug)]
+struct VersioningAsS3Says;
+
+impl aws_sdk_s3::config::Intercept for VersioningAsS3Says {
+    fn name(&self) -> &'static str {
+        "VersioningAsS3Says"
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::FinalizerInterceptorContextMut<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let Some(body) = context
+            .response()
+            .filter(|r| r.status().as_u16() == 200)
+            .and_then(|r| r.body().bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+        else {
+            return Ok(());
+        };
+        if !body.contains("<GetBucketVersioningResponse") {
+            return Ok(());
+        }
+        let element = |name: &str| {
+            let (_, rest) = body.split_once(&format!("<{name}>"))?;
+            let (value, _) = rest.split_once(&format!("</{name}>"))?;
+            Some(value.to_owned())
+        };
+        let output = GetBucketVersioningOutput::builder()
+            .set_status(element("Status").map(|s| BucketVersioningStatus::from(s.as_str())))
+            .set_mfa_delete(element("MfaDelete").map(|s| MfaDeleteStatus::from(s.as_str())))
+            .build();
+        if let Some(slot) = context.output_or_error_mut() {
+            *slot =
+                Ok(aws_smithy_runtime_api::client::interceptors::context::Output::erase(output));
+        }
+        Ok(())
+    }
+}
+
+/// The JSON lines by `type`, checking that each kind appears once, in the contract's order.
+fn json_lines(out: &str) -> Vec<Value> {
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["bucket_policy", "member_role", "protections", "summary"],
+        "{out}"
+    );
+    lines
+}
+
+fn flag_codes(line: &Value) -> Vec<&str> {
+    line["flags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no flags in {line}"))
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect()
+}
+
+/// template.yaml's second base statement (the TLS-only one is left out: the emulator speaks
+/// plain HTTP and would refuse every request of the audit, as it does in the demo).
+fn template_base_policy(bucket: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+        {{"Sid":"OnlyPolicyUpdaterChangesPolicy","Effect":"Deny","Principal":"*",
+          "Action":["s3:PutBucketPolicy","s3:DeleteBucketPolicy"],"Resource":"arn:aws:s3:::{bucket}",
+          "Condition":{{"ArnNotEquals":{{"aws:PrincipalArn":"{}"}}}}}}]}}"#,
+        updater_role()
+    )
+}
+
+async fn put_policy(s3: &aws_sdk_s3::Client, bucket: &str, policy: &str) {
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put the policy of {bucket}: {e:?}"));
+}
+
+async fn create_role(role: &str, trust: &str) {
+    let iam = aws_sdk_iam::Client::new(&aws_config().await);
+    iam.create_role()
+        .role_name(role)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create role {role}: {e:?}"));
+}
+
+/// A role name no other test uses (IAM is account-wide on the shared emulator).
+fn unique_role(name: &str) -> String {
+    unique_bucket(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wide_open_bucket_statement_and_a_wide_open_trust_statement_are_both_flagged() {
+    let s3 = s3().await;
+    let bucket = unique_bucket("archive-open");
+    create_bucket(&s3, &bucket).await;
+    let mut policy: Value = serde_json::from_str(&template_base_policy(&bucket)).unwrap();
+    policy["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "Sid": "WideOpen", "Effect": "Allow", "Principal": "*", "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+        }));
+    put_policy(&s3, &bucket, &policy.to_string()).await;
+    let role = unique_role("MemberRole");
+    create_role(
+        &role,
+        &format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"{ADMIN}"}},"Action":"sts:AssumeRole"}},
+            {{"Sid":"AnyoneAssumes","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"sts:AssumeRole"}}]}}"#
+        ),
+    )
+    .await;
+
+    let (code, out, err) = audit_archive(&config(&bucket, &role), &["--format", "json"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "");
+    let lines = json_lines(&out);
+    let (policy, member, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+
+    assert_eq!(policy["bucket"], bucket.as_str());
+    assert_eq!(policy["exists"], true);
+    assert_eq!(policy["statements"], 2);
+    assert_eq!(
+        flag_codes(policy),
+        ["public_principal", "destructive_access"],
+        "{policy}"
+    );
+    for f in policy["flags"].as_array().unwrap() {
+        assert_eq!(f["statement"], 1, "{f}");
+        assert!(
+            f["reason"].as_str().unwrap().contains("Sid WideOpen"),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        policy["denies"],
+        serde_json::json!([{"statement": 0, "sid": "OnlyPolicyUpdaterChangesPolicy"}])
+    );
+    let grants = policy["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{policy}");
+    assert_eq!(grants[0]["principal"], "*");
+    assert_eq!(
+        grants[0]["access"],
+        serde_json::json!([
+            "read",
+            "write",
+            "delete",
+            "change_policy",
+            "change_protection"
+        ])
+    );
+    assert_eq!(grants[0]["restricted_by"], serde_json::json!([]));
+    assert_eq!(policy["error"], Value::Null);
+
+    assert_eq!(member["role"], role.as_str());
+    assert_eq!(
+        member["arn"],
+        format!("arn:aws:iam::{ARCHIVE_ACCOUNT}:role/{role}")
+    );
+    assert_eq!(flag_codes(member), ["public_assume"], "{member}");
+    assert_eq!(member["flags"][0]["statement"], 1);
+    let trusted = member["trusted"].as_array().unwrap();
+    assert_eq!(trusted.len(), 2, "{member}");
+    assert_eq!(trusted[0]["principal"], serde_json::json!({ "AWS": ADMIN }));
+    assert_eq!(trusted[0]["admin"], true);
+    assert_eq!(trusted[1]["principal"], "*");
+    assert_eq!(trusted[1]["admin"], false);
+
+    // A bare bucket: versioning never enabled, no public access block, no Object Lock.
+    assert_eq!(protections["versioning"], "Off");
+    assert_eq!(protections["mfa_delete"], false);
+    assert_eq!(protections["object_lock"], Value::Null);
+    assert_eq!(protections["public_access_block"], Value::Null);
+    assert_eq!(
+        flag_codes(protections),
+        ["versioning_off", "public_access_not_blocked"]
+    );
+    assert_eq!(protections["errors"], serde_json::json!([]));
+
+    assert_eq!(summary["status"], "findings");
+    assert_eq!(summary["flags"], 5);
+    assert_eq!(summary["errors"], serde_json::json!([]));
+
+    // The text form says the same to people.
+    let (code, text, _) = audit_archive(&config(&bucket, &role), &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("FLAG public_assume: statement #1 (Sid AnyoneAssumes) lets everyone"),
+        "{text}"
+    );
+    assert!(text.contains("FLAG destructive_access"), "{text}");
+    assert!(text.contains("result: FINDINGS"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_set_up_like_the_template_and_an_admin_only_role_audit_clean() {
+    let aws = aws_config().await;
+    let s3 = s3().await;
+    let bucket = unique_bucket("archive-clean");
+    // Object Lock can only be turned on when the bucket is created.
+    s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("create a bucket with Object Lock");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    s3.put_object_lock_configuration()
+        .bucket(&bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(30)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("object lock");
+    s3.put_public_access_block()
+        .bucket(&bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("public access block");
+    put_policy(&s3, &bucket, &template_base_policy(&bucket)).await;
+    let role = unique_role("MemberRole");
+    create_role(
+        &role,
+        &format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ADMIN}"}},"Action":"sts:AssumeRole"}}]}}"#
+        ),
+    )
+    .await;
+    // The policy-updater admits an account, as it does for every new account.
+    let config = config(&bucket, &role);
+    let member = AccountId::new("333333333333").unwrap();
+    PolicyUpdater::new(&aws, config.clone(), FAST_LOOP)
+        .admit(member)
+        .await
+        .expect("admit");
+
+    let (code, out, err) = audit_archive(&config, &["--format", "json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let lines = json_lines(&out);
+    let (policy, member_role, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    assert_eq!(flag_codes(policy), Vec::<&str>::new(), "{policy}");
+    assert_eq!(policy["statements"], 3);
+    // CloudTrail is the writer, bound to the admitted trail.
+    let trail = format!("arn:aws:cloudtrail:us-east-1:{member}:trail/trailkeeper");
+    let grants = policy["grants"].as_array().unwrap();
+    let writer = grants
+        .iter()
+        .find(|g| g["access"] == serde_json::json!(["write"]))
+        .unwrap_or_else(|| panic!("no writer in {policy}"));
+    assert_eq!(
+        writer["principal"],
+        serde_json::json!({"Service": "cloudtrail.amazonaws.com"})
+    );
+    assert_eq!(
+        writer["restricted_by"],
+        serde_json::json!([format!("aws:SourceArn={trail}")])
+    );
+    assert_eq!(writer["sid"], format!("TrailkeeperWrite{member}"));
+    assert!(
+        grants
+            .iter()
+            .any(|g| g["actions"] == serde_json::json!(["s3:GetBucketAcl"])
+                && g["access"] == serde_json::json!([])),
+        "{policy}"
+    );
+    assert_eq!(flag_codes(member_role), Vec::<&str>::new(), "{member_role}");
+    assert_eq!(member_role["trusted"][0]["admin"], true);
+    assert_eq!(protections["versioning"], "Enabled");
+    assert_eq!(
+        protections["object_lock"],
+        serde_json::json!({"enabled": true, "mode": "GOVERNANCE", "days": 30, "years": null})
+    );
+    assert_eq!(
+        protections["public_access_block"],
+        serde_json::json!({
+            "block_public_acls": true, "ignore_public_acls": true,
+            "block_public_policy": true, "restrict_public_buckets": true,
+        })
+    );
+    assert_eq!(flag_codes(protections), Vec::<&str>::new());
+    assert_eq!(summary["status"], "clean");
+    assert_eq!(summary["flags"], 0);
+
+    let (code, text, _) = audit_archive(&config, &[]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "service cloudtrail.amazonaws.com: write [when aws:SourceArn={trail}]"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Object Lock on, GOVERNANCE 30 days"),
+        "{text}"
+    );
+    assert!(text.contains("(administrator)"), "{text}");
+    assert!(
+        text.ends_with("result: CLEAN: nothing flagged (0 flags, 0 errors)\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_cannot_be_read_is_named_and_what_is_absent_is_reported() {
+    // No such bucket: every bucket read fails, naming the call and the bucket (exit 2). A
+    // member role that does not exist is reported as such: nobody can assume it.
+    let bucket = unique_bucket("archive-missing");
+    let role = unique_role("NoSuchRole");
+    let (code, out, err) = audit_archive(&config(&bucket, &role), &["--format", "json"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "could not read s3:GetBucketPolicy on s3://{bucket}: NoSuchBucket"
+        )),
+        "{err}"
+    );
+    let lines = json_lines(&out);
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3:GetBucketPolicy on s3://"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["arn"], Value::Null);
+    assert_eq!(lines[1]["error"], Value::Null);
+    assert_eq!(flag_codes(&lines[1]), Vec::<&str>::new());
+    assert_eq!(
+        lines[2]["errors"].as_array().unwrap().len(),
+        3,
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3]["status"], "incomplete");
+    assert_eq!(lines[3]["errors"].as_array().unwrap().len(), 4);
+
+    // A bucket with no policy at all: reported as such, not an error.
+    let s3 = s3().await;
+    let bare = unique_bucket("archive-nopolicy");
+    create_bucket(&s3, &bare).await;
+    let (code, out, err) = audit_archive(&config(&bare, &role), &[]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "");
+    assert!(
+        out.contains(&format!("bucket policy of s3://{bare}: none")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "member role {role}: does not exist in this account"
+        )),
+        "{out}"
+    );
+}
