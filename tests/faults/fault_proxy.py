@@ -256,12 +256,13 @@ class Proxy:
                     status, answer = self.control(request)
                     payload = json.dumps(answer).encode()
                     writer.write(
-                        f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                        f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nConnection: close\r\n"
                         f"Content-Length: {len(payload)}\r\n\r\n".encode()
                         + payload
                     )
                     await writer.drain()
-                    continue
+                    writer.close()  # one control request per connection: clients read to EOF
+                    return
                 rule = self.rule_for(request)
                 action = rule.action if rule else "pass"
                 if rule is not None:
