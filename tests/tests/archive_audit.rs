@@ -167,11 +167,14 @@ fn flag_codes(line: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// template.yaml's second base statement (the TLS-only one is left out: the emulator speaks
-/// plain HTTP and would refuse every request of the audit, as it does in the demo).
+/// template.yaml's base policy. (moto enforces the TLS-only statement on object uploads over
+/// its plain HTTP, but not on the bucket-level reads of the audit nor on PutBucketPolicy.)
 fn template_base_policy(bucket: &str) -> String {
     format!(
         r#"{{"Version":"2012-10-17","Statement":[
+        {{"Sid":"DenyInsecureTransport","Effect":"Deny","Principal":"*","Action":"s3:*",
+          "Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"],
+          "Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}},
         {{"Sid":"OnlyPolicyUpdaterChangesPolicy","Effect":"Deny","Principal":"*",
           "Action":["s3:PutBucketPolicy","s3:DeleteBucketPolicy"],"Resource":"arn:aws:s3:::{bucket}",
           "Condition":{{"ArnNotEquals":{{"aws:PrincipalArn":"{}"}}}}}}]}}"#,
@@ -236,14 +239,14 @@ async fn a_wide_open_bucket_statement_and_a_wide_open_trust_statement_are_both_f
 
     assert_eq!(policy["bucket"], bucket.as_str());
     assert_eq!(policy["exists"], true);
-    assert_eq!(policy["statements"], 2);
+    assert_eq!(policy["statements"], 3);
     assert_eq!(
         flag_codes(policy),
         ["public_principal", "destructive_access"],
         "{policy}"
     );
     for f in policy["flags"].as_array().unwrap() {
-        assert_eq!(f["statement"], 1, "{f}");
+        assert_eq!(f["statement"], 2, "{f}");
         assert!(
             f["reason"].as_str().unwrap().contains("Sid WideOpen"),
             "{f}"
@@ -251,7 +254,10 @@ async fn a_wide_open_bucket_statement_and_a_wide_open_trust_statement_are_both_f
     }
     assert_eq!(
         policy["denies"],
-        serde_json::json!([{"statement": 0, "sid": "OnlyPolicyUpdaterChangesPolicy"}])
+        serde_json::json!([
+            {"statement": 0, "sid": "DenyInsecureTransport"},
+            {"statement": 1, "sid": "OnlyPolicyUpdaterChangesPolicy"},
+        ])
     );
     let grants = policy["grants"].as_array().unwrap();
     assert_eq!(grants.len(), 1, "{policy}");
@@ -386,7 +392,7 @@ async fn a_bucket_set_up_like_the_template_and_an_admin_only_role_audit_clean() 
     let lines = json_lines(&out);
     let (policy, member_role, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[3]);
     assert_eq!(flag_codes(policy), Vec::<&str>::new(), "{policy}");
-    assert_eq!(policy["statements"], 3);
+    assert_eq!(policy["statements"], 4);
     // CloudTrail is the writer, bound to the admitted trail.
     let trail = format!("arn:aws:cloudtrail:us-east-1:{member}:trail/trailkeeper");
     let grants = policy["grants"].as_array().unwrap();
