@@ -263,18 +263,6 @@ pub async fn run_archive(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    run_archive_with(args, config, aws, |auditor| auditor, out, err).await
-}
-
-/// [`run_archive`] with the auditor adapted by `adapt` (tests: the emulator's quirks).
-pub async fn run_archive_with(
-    args: AuditArgs,
-    config: OnboardConfig,
-    aws: &aws_config::SdkConfig,
-    adapt: impl FnOnce(ArchiveAuditor) -> ArchiveAuditor,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
     let trusted = match TrustedPrincipals::new(
         &args.trusted_roles,
         args.break_glass_role.as_deref(),
@@ -296,12 +284,12 @@ pub async fn run_archive_with(
             }
         },
     };
-    let auditor = adapt(ArchiveAuditor::new(
+    let auditor = ArchiveAuditor::new(
         &archive,
         config.destination.bucket.clone(),
         config.member_role.clone(),
         trusted,
-    ));
+    );
     let audit = auditor.audit().await;
     for e in audit.errors() {
         let _ = writeln!(err, "trailkeeper audit --archive: could not read {e}");

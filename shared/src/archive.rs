@@ -987,11 +987,6 @@ impl ArchiveAuditor {
         }
     }
 
-    /// The same audit through another S3 client (tests adapt the emulator's answers).
-    pub fn with_s3(self, s3: aws_sdk_s3::Client) -> Self {
-        Self { s3, ..self }
-    }
-
     /// Every part is read even when another fails; what failed is in `errors`.
     pub async fn audit(&self) -> ArchiveAudit {
         let (bucket_policy, bucket_policy_error) = match self.bucket_policy().await {

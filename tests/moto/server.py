@@ -17,6 +17,9 @@ every `*.json` file there, re-read on each request. A file has the shape that
 Times may be epoch numbers, numeric strings or ISO-8601 strings. "Regions" is optional and
 limits the key to requests signed for those regions; without it the key is served everywhere.
 Write files via a temporary name that does not end in `.json`, then rename.
+
+GetBucketVersioning is answered under S3's root element (moto's own answer cannot be read by
+the AWS SDK for Rust; see get_bucket_versioning).
 """
 
 import argparse
@@ -32,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from moto.cloudtrail.responses import CloudTrailResponse
+from moto.s3.responses import S3Response
 from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 
@@ -125,6 +129,22 @@ def list_public_keys(self: CloudTrailResponse) -> tuple[str, dict[str, str]]:
     return json.dumps({"PublicKeyList": keys}), {"Content-Type": "application/x-amz-json-1.1"}
 
 
+def get_bucket_versioning(self: S3Response) -> tuple[int, dict[str, str], str]:
+    """GetBucketVersioning as S3 answers it: moto 5.2.5 wraps the answer in a root element
+    `GetBucketVersioningResponse`, which the AWS SDK for Rust refuses; S3's root is
+    `VersioningConfiguration`, empty for a bucket that was never versioned. moto keeps no MFA
+    Delete state, so none is reported."""
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    self.data["Action"] = "GetBucketVersioning"
+    inner = f"<Status>{status}</Status>" if status else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}'
+        "</VersioningConfiguration>"
+    )
+    return 200, {"Content-Type": "application/xml"}, body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port-file", required=True, type=Path)
@@ -135,6 +155,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     CloudTrailResponse.list_public_keys = list_public_keys
+    S3Response.get_bucket_versioning = get_bucket_versioning
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

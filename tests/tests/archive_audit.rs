@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::operation::get_bucket_versioning::GetBucketVersioningOutput;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, MfaDeleteStatus, ObjectLockConfiguration,
-    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration,
+    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration,
     VersioningConfiguration,
 };
 use serde_json::Value;
@@ -75,72 +74,13 @@ async fn audit_archive(config: &OnboardConfig, extra: &[&str]) -> (i32, String, 
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let aws = aws_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws)
-            .force_path_style(true)
-            .interceptor(VersioningAsS3Says)
-            .build(),
-    );
-    let code = trailkeeper_cli::audit::run_archive_with(
-        args,
-        config.clone(),
-        &aws,
-        |auditor| auditor.with_s3(s3),
-        &mut out,
-        &mut err,
-    )
-    .await;
+    let code =
+        trailkeeper_cli::audit::run_archive(args, config.clone(), &aws, &mut out, &mut err).await;
     (
         code,
         String::from_utf8(out).unwrap(),
         String::from_utf8(err).unwrap(),
     )
-}
-
-/// moto 5.2.5 answers GetBucketVersioning under the root element `GetBucketVersioningResponse`
-/// where S3 sends `VersioningConfiguration`; the SDK refuses the answer ("unknown service
-/// error", HTTP 200). This reads moto's answer as S3's, so that the audit's own code runs
-/// unchanged against it.
-#[derive(Debug)]
-struct VersioningAsS3Says;
-
-impl aws_sdk_s3::config::Intercept for VersioningAsS3Says {
-    fn name(&self) -> &'static str {
-        "VersioningAsS3Says"
-    }
-
-    fn modify_before_attempt_completion(
-        &self,
-        context: &mut aws_sdk_s3::config::interceptors::FinalizerInterceptorContextMut<'_>,
-        _: &aws_sdk_s3::config::RuntimeComponents,
-        _: &mut aws_sdk_s3::config::ConfigBag,
-    ) -> Result<(), aws_sdk_s3::error::BoxError> {
-        let Some(body) = context
-            .response()
-            .filter(|r| r.status().as_u16() == 200)
-            .and_then(|r| r.body().bytes())
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-        else {
-            return Ok(());
-        };
-        if !body.contains("<GetBucketVersioningResponse") {
-            return Ok(());
-        }
-        let element = |name: &str| {
-            let (_, rest) = body.split_once(&format!("<{name}>"))?;
-            let (value, _) = rest.split_once(&format!("</{name}>"))?;
-            Some(value.to_owned())
-        };
-        let output = GetBucketVersioningOutput::builder()
-            .set_status(element("Status").map(|s| BucketVersioningStatus::from(s.as_str())))
-            .set_mfa_delete(element("MfaDelete").map(|s| MfaDeleteStatus::from(s.as_str())))
-            .build();
-        if let Some(slot) = context.output_or_error_mut() {
-            *slot =
-                Ok(aws_smithy_runtime_api::client::interceptors::context::Output::erase(output));
-        }
-        Ok(())
-    }
 }
 
 /// The JSON lines by `type`, checking that each kind appears once, in the contract's order.
