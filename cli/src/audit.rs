@@ -13,14 +13,13 @@
 use std::io::Write;
 
 use clap::Args;
-use futures::{StreamExt, stream};
 use serde_json::json;
 
 use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
+use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::store::load_aws_config;
-use trailkeeper::trail::{Backoff, TrailEnabler};
+use trailkeeper::trail::Backoff;
 
 use crate::validate::Format;
 
@@ -114,34 +113,18 @@ async fn audit(
 ) -> Result<Vec<AccountAudit>, String> {
     let accounts =
         crate::onboard::selected_accounts(aws, args.accounts.is_empty(), &args.accounts).await?;
-    let Some(first) = accounts.first().copied() else {
+    if accounts.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let (caller, archive) = crate::onboard::caller_and_archive(
         aws,
         args.archive_role_arn.as_deref(),
         "trailkeeper-audit",
     )
     .await?;
-    let auditor = Auditor::new(
-        config.clone(),
-        TrailEnabler::new(
-            aws,
-            config.trail_spec(),
-            config.member_role.clone(),
-            backoff,
-        ),
-        PolicyUpdater::new(&archive, config, PolicyLoop::DEFAULT),
-        caller,
-    );
-    let policies = auditor.read_policies(first).await?;
-    let mut audits: Vec<AccountAudit> = stream::iter(accounts)
-        .map(|account| auditor.audit(account, &policies))
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
-    audits.sort_by_key(|a| a.account);
-    Ok(audits)
+    Auditor::new(aws, &archive, config, backoff, caller)
+        .audit_all(accounts, args.concurrency)
+        .await
 }
 
 fn yes(b: bool) -> &'static str {

@@ -152,18 +152,29 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    /// `member` is the management side (it assumes the member role); `archive` reads the
-    /// policies (the log-archive account, or a role there).
+    /// `aws` is the management side: it assumes the member role in each account (with
+    /// `backoff` for one not assumable yet) and reads `caller`'s own trail itself; `archive`
+    /// reads the policies (the log-archive account, or a role there).
     pub fn new(
+        aws: &aws_config::SdkConfig,
+        archive: &aws_config::SdkConfig,
         config: OnboardConfig,
-        trails: TrailEnabler,
-        policies: PolicyUpdater,
+        backoff: crate::trail::Backoff,
         caller: Option<AccountId>,
     ) -> Self {
         Self {
+            trails: TrailEnabler::new(
+                aws,
+                config.trail_spec(),
+                config.member_role.clone(),
+                backoff,
+            ),
+            policies: PolicyUpdater::new(
+                archive,
+                config.clone(),
+                crate::onboard::PolicyLoop::DEFAULT,
+            ),
             config,
-            trails,
-            policies,
             caller,
         }
     }

@@ -12,8 +12,8 @@ use trailkeeper::alerts::{Alert, AlertTopic};
 use trailkeeper::audit::{AccountAudit, Auditor, metrics_record};
 use trailkeeper::config::{self, ConfigError};
 use trailkeeper::events::AccountId;
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater, active_accounts};
-use trailkeeper::trail::{Backoff, TrailEnabler, assume_role};
+use trailkeeper::onboard::{OnboardConfig, active_accounts};
+use trailkeeper::trail::{Backoff, assume_role};
 
 /// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
 #[derive(Debug, Clone, Default)]
@@ -172,14 +172,10 @@ async fn audit<R: RecordSink>(
         None => deps.aws.clone(),
     };
     let auditor = Auditor::new(
+        &deps.aws,
+        &archive,
         deps.onboard.clone(),
-        TrailEnabler::new(
-            &deps.aws,
-            deps.onboard.trail_spec(),
-            deps.onboard.member_role.clone(),
-            deps.backoff,
-        ),
-        PolicyUpdater::new(&archive, deps.onboard.clone(), PolicyLoop::DEFAULT),
+        deps.backoff,
         caller,
     );
     auditor
