@@ -474,10 +474,59 @@ impl Statement {
         Some(self.principals.clone())
     }
 
+    /// Each principal it names, as a report lists it.
+    fn named(&self) -> impl Iterator<Item = StatementPrincipal> + '_ {
+        self.principals.iter().map(|principal| StatementPrincipal {
+            statement: self.index,
+            sid: self.sid.clone(),
+            principal: principal.clone(),
+            not_principal: self.not_principal,
+        })
+    }
+
+    /// The principals it reaches that `trusted` does not name; everyone when it is unbounded.
+    fn outsiders(&self, trusted: impl Fn(&str) -> bool) -> Vec<Principal> {
+        match self.reach() {
+            None => vec![Principal::Everyone],
+            Some(reach) => reach
+                .into_iter()
+                .filter(|p| !p.aws_arn().is_some_and(&trusted))
+                .collect(),
+        }
+    }
+
+    /// Who a flag names: everyone but the `NotPrincipal`s, or the outsiders it reaches.
+    fn who(&self, outsiders: &[Principal]) -> String {
+        if self.not_principal {
+            format!("everyone except {}", list(&self.principals))
+        } else {
+            list(outsiders)
+        }
+    }
+
     fn name(&self) -> String {
-        match &self.sid {
-            Some(sid) => format!("statement #{} (Sid {sid})", self.index),
-            None => format!("statement #{}", self.index),
+        statement_name(self.index, self.sid.as_deref())
+    }
+}
+
+fn statement_name(index: usize, sid: Option<&str>) -> String {
+    match sid {
+        Some(sid) => format!("statement #{index} (Sid {sid})"),
+        None => format!("statement #{index}"),
+    }
+}
+
+/// Reads each statement in order: the readable ones go to `classify` with their text, the
+/// others are flagged `unreadable_statement` where they stand among the flags.
+fn each_statement(
+    values: &[Value],
+    flags: &mut Vec<Flag>,
+    mut classify: impl FnMut(Statement, &Value, &mut Vec<Flag>),
+) {
+    for (index, value) in values.iter().enumerate() {
+        match Statement::read(index, value) {
+            Ok(s) => classify(s, value, flags),
+            Err((sid, why)) => flags.push(unreadable(index, sid, &why)),
         }
     }
 }
@@ -536,14 +585,37 @@ impl fmt::Display for Flag {
     }
 }
 
-/// One principal an `Allow` of the bucket policy reaches.
+/// One principal as one statement names it: the leading fields of a bucket grant and of a
+/// role trust alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BucketGrant {
+pub struct StatementPrincipal {
     pub statement: usize,
     pub sid: Option<String>,
     pub principal: Principal,
     /// `true`: granted to everyone **but** this principal (`NotPrincipal`).
     pub not_principal: bool,
+}
+
+// A grant's and a trust's `StatementPrincipal` fields read as their own (`grant.principal`).
+impl std::ops::Deref for BucketGrant {
+    type Target = StatementPrincipal;
+    fn deref(&self) -> &StatementPrincipal {
+        &self.named
+    }
+}
+impl std::ops::Deref for RoleTrust {
+    type Target = StatementPrincipal;
+    fn deref(&self) -> &StatementPrincipal {
+        &self.named
+    }
+}
+
+/// One principal an `Allow` of the bucket policy reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketGrant {
+    /// Flattened: the JSON keeps `statement`, `sid`, `principal`, `not_principal` first.
+    #[serde(flatten)]
+    pub named: StatementPrincipal,
     pub access: Vec<Access>,
     /// As written; with `not_action`, the actions it does not grant.
     pub actions: Vec<String>,
@@ -581,36 +653,24 @@ pub fn classify_bucket_policy(
     };
     let values = statements(policy);
     report.statements = values.len();
-    for (index, value) in values.iter().enumerate() {
-        let s = match Statement::read(index, value) {
-            Ok(s) => s,
-            Err((sid, why)) => {
-                report.flags.push(unreadable(index, sid, &why));
-                continue;
-            }
-        };
+    each_statement(&values, &mut report.flags, |s, value, flags| {
         if !s.allow {
             report.denies.push((s.index, s.sid.clone()));
-            continue;
+            return;
         }
         let access: Vec<Access> = Access::ALL
             .into_iter()
             .filter(|a| s.covers_any(a.actions()))
             .collect();
-        for principal in &s.principals {
-            report.grants.push(BucketGrant {
-                statement: s.index,
-                sid: s.sid.clone(),
-                principal: principal.clone(),
-                not_principal: s.not_principal,
-                access: access.clone(),
-                actions: s.actions.clone(),
-                not_action: s.not_action,
-                restricted_by: s.restriction.keys.clone(),
-            });
-        }
+        report.grants.extend(s.named().map(|named| BucketGrant {
+            named,
+            access: access.clone(),
+            actions: s.actions.clone(),
+            not_action: s.not_action,
+            restricted_by: s.restriction.keys.clone(),
+        }));
         if s.not_principal {
-            report.flags.push(Flag {
+            flags.push(Flag {
                 code: "not_principal",
                 statement: Some(s.index),
                 reason: format!(
@@ -620,7 +680,7 @@ pub fn classify_bucket_policy(
                 ),
             });
         } else if s.is_unrestricted_public() {
-            report.flags.push(Flag {
+            flags.push(Flag {
                 code: "public_principal",
                 statement: Some(s.index),
                 reason: format!(
@@ -637,15 +697,9 @@ pub fn classify_bucket_policy(
             .filter(|a| a.is_destructive())
             .collect();
         if destructive.is_empty() {
-            continue;
+            return;
         }
-        let outsiders: Vec<Principal> = match s.reach() {
-            None => vec![Principal::Everyone],
-            Some(reach) => reach
-                .into_iter()
-                .filter(|p| !p.aws_arn().is_some_and(|a| trusted.may_destroy(a)))
-                .collect(),
-        };
+        let outsiders = s.outsiders(|a| trusted.may_destroy(a));
         if !outsiders.is_empty() {
             let granted: Vec<String> = destructive
                 .iter()
@@ -653,32 +707,25 @@ pub fn classify_bucket_policy(
                 .filter(|a| s.covers(a))
                 .map(|a| (*a).to_owned())
                 .collect();
-            report.flags.push(Flag {
+            flags.push(Flag {
                 code: "destructive_access",
                 statement: Some(s.index),
                 reason: format!(
                     "{} allows {} to {} ({}){}, and only trailkeeper's roles and the break-glass role may",
                     s.name(),
-                    if s.not_principal {
-                        format!("everyone except {}", list(&s.principals))
-                    } else {
-                        list(&outsiders)
-                    },
+                    s.who(&outsiders),
                     list(&destructive),
                     granted.join(", "),
                     restricted_note(&s)
                 ),
             });
         }
-    }
+    });
     report
 }
 
 fn unreadable(index: usize, sid: Option<String>, why: &str) -> Flag {
-    let name = match sid {
-        Some(sid) => format!("statement #{index} (Sid {sid})"),
-        None => format!("statement #{index}"),
-    };
+    let name = statement_name(index, sid.as_deref());
     Flag {
         code: "unreadable_statement",
         statement: Some(index),
@@ -725,10 +772,9 @@ fn secure_transport_note(statement: &Value) -> &'static str {
 /// One principal the member role's trust policy lets assume it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoleTrust {
-    pub statement: usize,
-    pub sid: Option<String>,
-    pub principal: Principal,
-    pub not_principal: bool,
+    /// Flattened, as in [`BucketGrant`].
+    #[serde(flatten)]
+    pub named: StatementPrincipal,
     /// The assume actions granted (`sts:AssumeRole`, `…WithSAML`, `…WithWebIdentity`).
     pub actions: Vec<String>,
     pub restricted_by: Vec<String>,
@@ -762,44 +808,24 @@ pub fn classify_trust_policy(
         return report;
     };
     report.arn = Some(arn);
-    for (index, value) in statements(policy).iter().enumerate() {
-        let s = match Statement::read(index, value) {
-            Ok(s) => s,
-            Err((sid, why)) => {
-                report.flags.push(unreadable(index, sid, &why));
-                continue;
-            }
-        };
+    each_statement(&statements(policy), &mut report.flags, |s, _, flags| {
         let actions: Vec<String> = ASSUME_ACTIONS
             .iter()
             .filter(|a| s.covers(a))
             .map(|a| (*a).to_owned())
             .collect();
         if !s.allow || actions.is_empty() {
-            continue;
+            return;
         }
-        let reach = s.reach();
-        let outsiders: Vec<Principal> = match &reach {
-            None => vec![Principal::Everyone],
-            Some(reach) => reach
-                .iter()
-                .filter(|p| !p.aws_arn().is_some_and(|a| trusted.is_admin(a)))
-                .cloned()
-                .collect(),
-        };
-        for principal in &s.principals {
-            report.trusted.push(RoleTrust {
-                statement: s.index,
-                sid: s.sid.clone(),
-                principal: principal.clone(),
-                not_principal: s.not_principal,
-                actions: actions.clone(),
-                restricted_by: s.restriction.keys.clone(),
-                admin: outsiders.is_empty(),
-            });
-        }
+        let outsiders = s.outsiders(|a| trusted.is_admin(a));
+        report.trusted.extend(s.named().map(|named| RoleTrust {
+            named,
+            actions: actions.clone(),
+            restricted_by: s.restriction.keys.clone(),
+            admin: outsiders.is_empty(),
+        }));
         if s.is_unrestricted_public() {
-            report.flags.push(Flag {
+            flags.push(Flag {
                 code: "public_assume",
                 statement: Some(s.index),
                 reason: format!(
@@ -815,17 +841,13 @@ pub fn classify_trust_policy(
                 ),
             });
         } else if !outsiders.is_empty() {
-            report.flags.push(Flag {
+            flags.push(Flag {
                 code: "untrusted_assume",
                 statement: Some(s.index),
                 reason: format!(
                     "{} lets {} assume role {} ({}){}, and only the named administrators may{}",
                     s.name(),
-                    if s.not_principal {
-                        format!("everyone except {}", list(&s.principals))
-                    } else {
-                        list(&outsiders)
-                    },
+                    s.who(&outsiders),
                     report.role,
                     actions.join(", "),
                     restricted_note(&s),
@@ -837,7 +859,7 @@ pub fn classify_trust_policy(
                 ),
             });
         }
-    }
+    });
     report
 }
 
@@ -871,7 +893,7 @@ pub struct ObjectLock {
 }
 
 /// The bucket's protections; `None` fields could not be read (see the report's errors).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Protections {
     /// `Enabled`, `Suspended`, or `Off` (never enabled).
     pub versioning: Option<String>,
@@ -1008,14 +1030,7 @@ impl ArchiveAuditor {
             Err(e) => (None, Some(e)),
         };
         let mut errors = Vec::new();
-        let mut protections = Protections {
-            versioning: None,
-            mfa_delete: None,
-            object_lock: None,
-            public_access_block: None,
-            flags: Vec::new(),
-            errors: Vec::new(),
-        };
+        let mut protections = Protections::default();
         match self.versioning().await {
             Ok((status, mfa)) => {
                 protections.versioning = Some(status);
@@ -1273,6 +1288,36 @@ mod tests {
         assert_eq!(acl_check.principal, cloudtrail);
         assert_eq!(acl_check.actions, ["s3:GetBucketAcl"]);
         assert!(classify_bucket_policy(None, &trusted()).flags.is_empty());
+    }
+
+    /// `--format json` prints these as they are: the flattened fields stay first, in order.
+    #[test]
+    fn grants_and_trusts_serialize_with_flat_keys_in_order() {
+        let report = classify_bucket_policy(Some(&template_policy()), &trusted());
+        let grant = serde_json::to_string(&report.grants[0]).unwrap();
+        let at = |key: &str| grant.find(&format!(r#""{key}":"#)).expect(key);
+        let keys = [
+            "statement",
+            "sid",
+            "principal",
+            "not_principal",
+            "access",
+            "actions",
+            "not_action",
+            "restricted_by",
+        ];
+        assert!(grant.starts_with(r#"{"statement":"#), "{grant}");
+        assert!(keys.windows(2).all(|k| at(k[0]) < at(k[1])), "{grant}");
+        let trust = serde_json::to_string(&trust(&format!(
+            r#"[{{"Sid":"A","Effect":"Allow","Principal":{{"AWS":"{ADMIN}"}},"Action":"sts:AssumeRole"}}]"#
+        )).trusted[0])
+        .unwrap();
+        assert_eq!(
+            trust,
+            format!(
+                r#"{{"statement":0,"sid":"A","principal":{{"AWS":"{ADMIN}"}},"not_principal":false,"actions":["sts:AssumeRole"],"restricted_by":[],"admin":true}}"#
+            )
+        );
     }
 
     #[test]
@@ -1631,14 +1676,7 @@ mod tests {
         let flags = judged("Enabled", Some(partial));
         assert!(flags[0].reason.ends_with("RestrictPublicBuckets is off"));
         // What could not be read is not judged.
-        let mut unknown = Protections {
-            versioning: None,
-            mfa_delete: None,
-            object_lock: None,
-            public_access_block: None,
-            flags: Vec::new(),
-            errors: Vec::new(),
-        };
+        let mut unknown = Protections::default();
         unknown.judge(&bucket);
         assert_eq!(unknown.flags, []);
     }
