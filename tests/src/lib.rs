@@ -6,10 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use trailkeeper::onboard::{OnboardConfig, PolicyLoop};
 use trailkeeper::testdata::{History, Object, TestKey, list_public_keys_json};
+use trailkeeper::trail::Backoff;
 
 /// The emulator's address, from `tests/moto/with-moto.sh` (run by `make test`).
 pub fn endpoint() -> String {
@@ -58,6 +63,91 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
                 endpoint()
             )
         });
+}
+
+pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("enable versioning of {bucket}: {e:?}"));
+}
+
+/// A statement of the log-archive account's own, which every edit must keep byte for byte.
+pub fn foreign_statement(bucket: &str) -> Value {
+    json!({"Sid": "AllowSSLRequestsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+           "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+           "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+}
+
+/// Creates `bucket` with a policy of its own: [`foreign_statement`].
+pub async fn create_bucket_with_own_policy(s3: &aws_sdk_s3::Client, bucket: &str) {
+    create_bucket(s3, bucket).await;
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(
+            json!({"Version": "2012-10-17", "Statement": [foreign_statement(bucket)]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put the own policy of {bucket}: {e:?}"));
+}
+
+/// The policy text of `bucket`, which must have one.
+pub async fn bucket_policy(s3: &aws_sdk_s3::Client, bucket: &str) -> String {
+    s3.get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get the policy of {bucket}: {e:?}"))
+        .policy()
+        .unwrap_or_else(|| panic!("{bucket} has no policy"))
+        .to_owned()
+}
+
+/// The configuration from these variables, in `us-east-1` unless `AWS_REGION` is among them.
+pub fn onboard_config(vars: &[(&'static str, String)]) -> OnboardConfig {
+    OnboardConfig::from_vars(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| (name == "AWS_REGION").then(|| "us-east-1".to_owned()))
+    })
+    .expect("configuration")
+}
+
+/// Retries that give up quickly: moto answers in milliseconds.
+pub const FAST_BACKOFF: Backoff = Backoff {
+    attempts: 3,
+    first: Duration::from_millis(10),
+    max: Duration::from_millis(50),
+};
+
+/// A policy loop for a few writers at a time on moto. `settle` still exceeds `fence` plus a call.
+pub const FAST_LOOP: PolicyLoop = PolicyLoop {
+    attempts: 10,
+    fence: Duration::from_millis(800),
+    settle: Duration::from_millis(1500),
+    backoff: Backoff {
+        attempts: 10,
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(1000),
+    },
+};
+
+/// The log keys that digest number `digest` of `history` names.
+pub fn logs_of(history: &History, digest: usize) -> Vec<String> {
+    history.digests[digest]
+        .json
+        .log_files
+        .iter()
+        .map(|l| l.s3_object.clone())
+        .collect()
 }
 
 pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, object: &Object) {

@@ -30,17 +30,7 @@ async fn verdicts_agree_with_aws_cloudtrail_validate_logs_and_go_further() {
         j.previous_digest_hash_value = Some("cd".repeat(32))
     });
     let digest_keys: Vec<String> = h.digests.iter().map(|d| d.object.key.clone()).collect();
-    let log_keys: Vec<Vec<String>> = h
-        .digests
-        .iter()
-        .map(|d| {
-            d.json
-                .log_files
-                .iter()
-                .map(|l| l.s3_object.clone())
-                .collect()
-        })
-        .collect();
+    let log_keys: Vec<Vec<String>> = (0..h.digests.len()).map(|i| logs_of(&h, i)).collect();
     let digest = |i: usize| digest_keys[i].clone();
     let log = |i: usize, j: usize| log_keys[i][j].clone();
     fn log_index(h: &trailkeeper::testdata::History, k: &str) -> usize {

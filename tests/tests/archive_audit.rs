@@ -3,17 +3,13 @@
 //! up, with a statement the policy-updater wrote, and a role only the named administrator may
 //! assume, audit clean (exit 0); what cannot be read ends the audit incomplete (exit 2).
 
-use std::time::Duration;
-
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration,
-    VersioningConfiguration,
+    DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+    ObjectLockRule, PublicAccessBlockConfiguration,
 };
 use serde_json::Value;
 use trailkeeper::events::AccountId;
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
-use trailkeeper::trail::Backoff;
+use trailkeeper::onboard::{OnboardConfig, PolicyUpdater};
 use trailkeeper_e2e::*;
 
 /// The log-archive account of these tests: moto's account for the `testing` key.
@@ -29,25 +25,11 @@ fn validator_role() -> String {
     format!("arn:aws:iam::{ARCHIVE_ACCOUNT}:role/trailkeeper-DigestValidatorRole-X2")
 }
 
-const FAST_LOOP: PolicyLoop = PolicyLoop {
-    attempts: 10,
-    fence: Duration::from_millis(800),
-    settle: Duration::from_millis(1500),
-    backoff: Backoff {
-        attempts: 10,
-        first: Duration::from_millis(100),
-        max: Duration::from_millis(1000),
-    },
-};
-
 fn config(bucket: &str, member_role: &str) -> OnboardConfig {
-    OnboardConfig::from_vars(|name| match name {
-        "TRAILKEEPER_BUCKET" => Some(bucket.to_owned()),
-        "TRAILKEEPER_MEMBER_ROLE" => Some(member_role.to_owned()),
-        "AWS_REGION" => Some("us-east-1".into()),
-        _ => None,
-    })
-    .expect("configuration")
+    onboard_config(&[
+        ("TRAILKEEPER_BUCKET", bucket.to_owned()),
+        ("TRAILKEEPER_MEMBER_ROLE", member_role.to_owned()),
+    ])
 }
 
 /// Runs `trailkeeper audit --archive` with the operator's usual options and `extra`.
@@ -267,16 +249,7 @@ async fn a_bucket_set_up_like_the_template_and_an_admin_only_role_audit_clean() 
         .send()
         .await
         .expect("create a bucket with Object Lock");
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    enable_versioning(&s3, &bucket).await;
     s3.put_object_lock_configuration()
         .bucket(&bucket)
         .object_lock_configuration(

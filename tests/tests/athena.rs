@@ -202,14 +202,7 @@ async fn onboarding_projects_each_admitted_account_into_the_athena_tables() {
             && e.contains("projection.account.values"),
         "{e}"
     );
-    let policy = s3
-        .get_bucket_policy()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap()
-        .policy
-        .unwrap();
+    let policy = bucket_policy(&s3, &bucket).await;
     assert!(policy.contains("AWSLogs/333333333333/"), "{policy}");
 
     // A table that does not exist: named too.

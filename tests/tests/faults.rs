@@ -119,6 +119,23 @@ impl FaultProxy {
         self.control("POST", "rules", Some(&spec));
     }
 
+    /// Kills `invocation` (a Lambda timeout) while the proxy holds its request after the first
+    /// `skip` that `matching` selects (a rule named `cut`); the held request goes on after the
+    /// handler is gone, as one already sent would.
+    async fn cut_off(&self, matching: Value, invocation: impl Future + Send + 'static) {
+        let mut rule = json!({"name": "cut", "hold": true, "action": "pass"});
+        let fields = matching.as_object().expect("rule fields");
+        rule.as_object_mut().unwrap().extend(fields.clone());
+        self.rule(rule);
+        let task = tokio::spawn(async move {
+            let _ = invocation.await;
+        });
+        self.until_held("cut", 1).await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        self.remove("cut");
+    }
+
     /// Stops the rule and lets any request it holds go on.
     fn remove(&self, name: &str) {
         self.control("DELETE", &format!("rules/{name}"), None);
@@ -261,15 +278,6 @@ async fn signed_history(name: &str, hours: usize, seed: u64) -> (String, History
         .chain(t0(), hours, None, |_| 2);
     upload(&s3, &bucket, &history).await;
     (bucket, history)
-}
-
-fn logs_of(history: &History, digest: usize) -> Vec<String> {
-    history.digests[digest]
-        .json
-        .log_files
-        .iter()
-        .map(|l| l.s3_object.clone())
-        .collect()
 }
 
 /// Every digest and log of `history` is `valid`, except the ones that got no verdict at all;
@@ -539,20 +547,12 @@ async fn the_digest_validator_cut_off_anywhere_then_retried_ends_as_a_clean_run(
     for k in 0..requests {
         let topic = create_topic(&format!("{bucket}-cut{k}")).await;
         let deps = Arc::new(validator(&aws, &bucket, Some(&topic)));
-        proxy.rule(json!({"name": "cut", "skip": k, "hold": true, "action": "pass"}));
-        let task = tokio::spawn({
-            let (deps, event) = (deps.clone(), event.clone());
-            async move {
-                invoke_validator(&deps, event)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        });
-        proxy.until_held("cut", 1).await;
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        // The held request goes on after the handler is gone, as one already sent would.
-        proxy.remove("cut");
+        proxy
+            .cut_off(json!({"skip": k}), {
+                let (deps, event) = (deps.clone(), event.clone());
+                async move { invoke_validator(&deps, event).await }
+            })
+            .await;
         let out = invoke_validator(&deps, event.clone()).await.unwrap();
         assert_eq!(out, want, "cut after {k} of {requests} requests");
         assert_eq!(record(&deps), want_record, "cut after {k} requests");
@@ -585,30 +585,8 @@ const LOOP: PolicyLoop = PolicyLoop {
     },
 };
 
-const BACKOFF: Backoff = Backoff {
-    attempts: 3,
-    first: Duration::from_millis(10),
-    max: Duration::from_millis(50),
-};
-
-fn onboard_config(vars: &[(&'static str, String)]) -> OnboardConfig {
-    OnboardConfig::from_vars(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| (name == "AWS_REGION").then(|| "us-east-1".to_owned()))
-    })
-    .expect("configuration")
-}
-
 fn account_event(account: &str) -> LambdaEvent<Value> {
     LambdaEvent::new(json!({ "accountId": account }), Context::default())
-}
-
-fn foreign_statement(bucket: &str) -> Value {
-    json!({"Sid": "AllowSSLRequestsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-           "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-           "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
 }
 
 /// A bucket of the caller's account with a policy statement of its own, and the configuration
@@ -616,30 +594,13 @@ fn foreign_statement(bucket: &str) -> Value {
 async fn policy_bucket(name: &str) -> (aws_sdk_s3::Client, String, OnboardConfig) {
     let s3 = s3().await;
     let bucket = unique_bucket(name);
-    create_bucket(&s3, &bucket).await;
-    s3.put_bucket_policy()
-        .bucket(&bucket)
-        .policy(
-            json!({"Version": "2012-10-17", "Statement": [foreign_statement(&bucket)]}).to_string(),
-        )
-        .send()
-        .await
-        .expect("the bucket's own policy");
+    create_bucket_with_own_policy(&s3, &bucket).await;
     let config = onboard_config(&[("TRAILKEEPER_BUCKET", bucket.clone())]);
     (s3, bucket, config)
 }
 
 async fn read_policy(s3: &aws_sdk_s3::Client, bucket: &str) -> BucketPolicy {
-    let text = s3
-        .get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("get bucket policy")
-        .policy()
-        .expect("a policy")
-        .to_owned();
-    BucketPolicy::parse(&text).expect("a policy trailkeeper can read")
+    BucketPolicy::parse(&bucket_policy(s3, bucket).await).expect("a policy trailkeeper can read")
 }
 
 /// What a concurrent policy-updater for `account` writes on top of `current`.
@@ -654,6 +615,24 @@ fn with_account(current: &BucketPolicy, config: &OnboardConfig, account: &str) -
         PolicyEdit::Changed { policy, .. } => policy.to_json(),
         PolicyEdit::Unchanged => panic!("{account} is already admitted"),
     }
+}
+
+/// Our policy-updater admitting `account` through `proxy`, run until the proxy holds its one
+/// PutBucketPolicy (the rule `put`, which then answers with `action`). The proxy carries no
+/// other PutBucketPolicy.
+async fn our_put_held(
+    proxy: &FaultProxy,
+    config: &OnboardConfig,
+    account: &'static str,
+    action: &str,
+) -> tokio::task::JoinHandle<Result<Value, policy_updater::HandlerError>> {
+    proxy.rule(json!({"name": "put", "method": "PUT", "path": "policy",
+                      "count": 1, "hold": true, "action": action}));
+    let ours = policy_updater::Deps::with_bounds(&proxy.sdk_config().await, config.clone(), LOOP);
+    let task =
+        tokio::spawn(async move { policy_updater::handle(&ours, account_event(account)).await });
+    proxy.until_held("put", 1).await;
+    task
 }
 
 fn admitted(p: &BucketPolicy, config: &OnboardConfig) -> Vec<String> {
@@ -671,19 +650,7 @@ fn admitted(p: &BucketPolicy, config: &OnboardConfig) -> Vec<String> {
 async fn a_put_refused_after_a_concurrent_writer_changed_the_policy_converges_with_both() {
     let (s3, bucket, config) = policy_bucket("flt-pol-503").await;
     let proxy = FaultProxy::start();
-    // This proxy carries no other PutBucketPolicy.
-    let put = "policy";
-    proxy.rule(json!({"name": "put", "method": "PUT", "path": put, "count": 1, "hold": true, "action": "status"}));
-    let ours = Arc::new(policy_updater::Deps::with_bounds(
-        &proxy.sdk_config().await,
-        config.clone(),
-        LOOP,
-    ));
-    let task = tokio::spawn({
-        let ours = ours.clone();
-        async move { policy_updater::handle(&ours, account_event("210000000001")).await }
-    });
-    proxy.until_held("put", 1).await;
+    let task = our_put_held(&proxy, &config, "210000000001", "status").await;
     // The other writer: a whole policy-updater run, straight to the emulator, quick enough to
     // finish while ours waits for its answer (our write gives up after `settle - fence`, and a
     // write with no answer is one of unknown effect, a case of its own below).
@@ -719,18 +686,7 @@ async fn a_put_refused_after_a_concurrent_writer_changed_the_policy_converges_wi
 async fn a_put_whose_answer_is_lost_is_verified_after_settling_and_no_account_is_lost() {
     let (s3, bucket, config) = policy_bucket("flt-pol-lost").await;
     let proxy = FaultProxy::start();
-    proxy.rule(json!({"name": "put", "method": "PUT", "path": "policy",
-                      "count": 1, "hold": true, "action": "forward_then_reset"}));
-    let ours = Arc::new(policy_updater::Deps::with_bounds(
-        &proxy.sdk_config().await,
-        config.clone(),
-        LOOP,
-    ));
-    let task = tokio::spawn({
-        let ours = ours.clone();
-        async move { policy_updater::handle(&ours, account_event("220000000001")).await }
-    });
-    proxy.until_held("put", 1).await;
+    let task = our_put_held(&proxy, &config, "220000000001", "forward_then_reset").await;
     // The other writer reads now, before our write lands...
     let read_at = Instant::now();
     let theirs = with_account(&read_policy(&s3, &bucket).await, &config, "220000000002");
@@ -781,15 +737,12 @@ async fn the_policy_updater_cut_off_anywhere_then_retried_admits_exactly_the_acc
             config.clone(),
             LOOP,
         ));
-        proxy.rule(json!({"name": "cut", "path": format!("/{bucket}"), "skip": k, "hold": true, "action": "pass"}));
-        let task = tokio::spawn({
-            let deps = deps.clone();
-            async move { policy_updater::handle(&deps, account_event(account)).await }
-        });
-        proxy.until_held("cut", 1).await;
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        proxy.remove("cut");
+        proxy
+            .cut_off(json!({"path": format!("/{bucket}"), "skip": k}), {
+                let deps = deps.clone();
+                async move { policy_updater::handle(&deps, account_event(account)).await }
+            })
+            .await;
         let out = policy_updater::handle(&deps, account_event(account))
             .await
             .unwrap_or_else(|e| panic!("cut after {k}: {e}"));
@@ -866,8 +819,8 @@ async fn trail_enabler_runs_failing_part_way_converge_on_the_next_run() {
     ]);
     let proxy = FaultProxy::start();
     let deps =
-        trail_enabler::Deps::with_backoff(&proxy.sdk_config().await, config.clone(), BACKOFF);
-    let direct = trail_enabler::Deps::with_backoff(&mgmt, config, BACKOFF);
+        trail_enabler::Deps::with_backoff(&proxy.sdk_config().await, config.clone(), FAST_BACKOFF);
+    let direct = trail_enabler::Deps::with_backoff(&mgmt, config, FAST_BACKOFF);
     let run = || trail_enabler::handle(&deps, account_event(&account));
 
     proxy.rule(
@@ -943,9 +896,9 @@ async fn the_trail_enabler_cut_off_anywhere_then_retried_converges_to_the_spec()
     let deps = Arc::new(trail_enabler::Deps::with_backoff(
         &proxy.sdk_config().await,
         config.clone(),
-        BACKOFF,
+        FAST_BACKOFF,
     ));
-    let direct = trail_enabler::Deps::with_backoff(&mgmt, config, BACKOFF);
+    let direct = trail_enabler::Deps::with_backoff(&mgmt, config, FAST_BACKOFF);
     let accounts = create_accounts(&mgmt, "flt-trail-cut", 1).await;
     proxy.rule(json!({"name": "count", "action": "pass"}));
     let out = trail_enabler::handle(&deps, account_event(&accounts[0]))
@@ -956,19 +909,12 @@ async fn the_trail_enabler_cut_off_anywhere_then_retried_converges_to_the_spec()
     proxy.remove("count");
     let accounts = create_accounts(&mgmt, "flt-trail-cut", requests as usize).await;
     for (k, account) in accounts.iter().enumerate() {
-        proxy.rule(json!({"name": "cut", "skip": k, "hold": true, "action": "pass"}));
-        let task = tokio::spawn({
-            let (deps, account) = (deps.clone(), account.clone());
-            async move {
-                trail_enabler::handle(&deps, account_event(&account))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        });
-        proxy.until_held("cut", 1).await;
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        proxy.remove("cut");
+        proxy
+            .cut_off(json!({"skip": k}), {
+                let (deps, account) = (deps.clone(), account.clone());
+                async move { trail_enabler::handle(&deps, account_event(&account)).await }
+            })
+            .await;
         let out = trail_enabler::handle(&deps, account_event(account))
             .await
             .unwrap_or_else(|e| panic!("cut after {k} of {requests}: {e}"));

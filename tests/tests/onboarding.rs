@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use trailkeeper::events::AccountId;
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop};
+use trailkeeper::onboard::PolicyLoop;
 use trailkeeper::policy::{BucketPolicy, Grant, KeyPolicy, LogDestination};
 use trailkeeper::trail::Backoff;
 use trailkeeper_e2e::*;
@@ -44,62 +43,12 @@ const TEST_LOOP: PolicyLoop = PolicyLoop {
     },
 };
 
-const TEST_BACKOFF: Backoff = Backoff {
-    attempts: 3,
-    first: Duration::from_millis(10),
-    max: Duration::from_millis(50),
-};
-
 /// The SDK configuration of `account`, through AssumeRole from the management account.
 async fn as_account(mgmt: &SdkConfig, account: &str) -> SdkConfig {
-    let out = aws_sdk_sts::Client::new(mgmt)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("trailkeeper-test")
-        .send()
+    let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
+    trailkeeper::trail::assume_role(mgmt, &role, "trailkeeper-test")
         .await
-        .expect("assume role on the emulator");
-    let c = out.credentials().expect("credentials");
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "test",
-    );
-    mgmt.to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
-
-fn onboard_config(vars: &[(&'static str, String)]) -> OnboardConfig {
-    OnboardConfig::from_vars(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| (name == "AWS_REGION").then(|| "us-east-1".to_owned()))
-    })
-    .expect("configuration")
-}
-
-async fn bucket_policy(s3: &aws_sdk_s3::Client, bucket: &str) -> String {
-    s3.get_bucket_policy()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("get bucket policy")
-        .policy()
-        .expect("a policy")
-        .to_owned()
-}
-
-/// A statement of the log-archive account's own, which every edit must keep byte for byte.
-fn foreign_statement(bucket: &str) -> Value {
-    json!({"Sid": "AllowSSLRequestsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-           "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-           "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+        .unwrap_or_else(|e| panic!("assume role on the emulator: {e}"))
 }
 
 struct Landscape {
@@ -117,15 +66,7 @@ async fn landscape(tag: &str, n: usize) -> Landscape {
     let archive = as_account(&mgmt, &archive_id).await;
     let s3 = trailkeeper::store::s3_client(&archive);
     let bucket = unique_bucket(tag);
-    create_bucket(&s3, &bucket).await;
-    s3.put_bucket_policy()
-        .bucket(&bucket)
-        .policy(
-            json!({"Version": "2012-10-17", "Statement": [foreign_statement(&bucket)]}).to_string(),
-        )
-        .send()
-        .await
-        .expect("put the archive's own policy");
+    create_bucket_with_own_policy(&s3, &bucket).await;
     Landscape {
         mgmt,
         archive,
@@ -174,7 +115,7 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
         ("TRAILKEEPER_HOME_REGION", "us-east-1".into()),
     ]);
     let policy = policy_updater::Deps::with_bounds(&l.archive, config.clone(), TEST_LOOP);
-    let trails = trail_enabler::Deps::with_backoff(&l.mgmt, config.clone(), TEST_BACKOFF);
+    let trails = trail_enabler::Deps::with_backoff(&l.mgmt, config.clone(), FAST_BACKOFF);
     let samples = [
         "organizations-create-account-result.json",
         "controltower-create-managed-account.json",
@@ -355,7 +296,7 @@ async fn the_kms_key_policy_is_kept_in_step() {
         ("TRAILKEEPER_TRAIL_NAME", "audit".into()),
     ]);
     let policy = policy_updater::Deps::with_bounds(&l.archive, config.clone(), TEST_LOOP);
-    let trails = trail_enabler::Deps::with_backoff(&l.mgmt, config.clone(), TEST_BACKOFF);
+    let trails = trail_enabler::Deps::with_backoff(&l.mgmt, config.clone(), FAST_BACKOFF);
     for account in &l.members {
         let out = policy_updater::handle(
             &policy,
@@ -618,7 +559,7 @@ async fn the_cli_plans_then_onboards_with_the_lambdas_code() {
                 args,
                 config,
                 &mgmt,
-                TEST_BACKOFF,
+                FAST_BACKOFF,
                 TEST_LOOP,
                 &mut out,
                 &mut err,

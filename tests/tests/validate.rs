@@ -83,15 +83,6 @@ fn assert_only(run: &Run, history: &History, digests: &[(&str, &str)], logs: &[(
     );
 }
 
-fn logs_of(history: &History, digest: usize) -> Vec<String> {
-    history.digests[digest]
-        .json
-        .log_files
-        .iter()
-        .map(|l| l.s3_object.clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_multi_day_chain_with_empty_hours_is_valid_everywhere() {
     let sc = Scenario::new("valid").await;
