@@ -18,9 +18,9 @@ use serde_json::json;
 use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
 use trailkeeper::onboard::OnboardConfig;
-use trailkeeper::store::load_aws_config;
 use trailkeeper::trail::Backoff;
 
+use crate::OrgSetup;
 use crate::validate::Format;
 
 #[derive(Debug, Clone, Args)]
@@ -56,30 +56,32 @@ pub struct AuditArgs {
 /// Exit codes: 0 every account is covered, 1 at least one is not, 2 the audit could not be
 /// completed (configuration, ListAccounts, the policy, or an account that could not be read).
 pub async fn run(args: AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let Some(config) = crate::onboard_config_from_env("audit", err) else {
+    let Some(setup) = OrgSetup::from_env("audit", err).await else {
         return 2;
     };
-    let aws = load_aws_config().await;
     if args.archive {
-        return run_archive(args, config, &aws, out, err).await;
+        return run_archive(args, setup.config, &setup.aws, out, err).await;
     }
-    run_with(args, config, &aws, Backoff::SETTLING, out, err).await
+    run_with(args, setup, out, err).await
 }
 
-/// [`run`] with the configuration and the member-role backoff given (tests).
+/// [`run`] with the set-up given (tests).
 pub async fn run_with(
     args: AuditArgs,
-    config: OnboardConfig,
-    aws: &aws_config::SdkConfig,
-    backoff: Backoff,
+    setup: OrgSetup,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
+    let OrgSetup {
+        config,
+        aws,
+        backoff,
+    } = setup;
     let central = match &config.destination.prefix {
         Some(p) => format!("s3://{}/{p}", config.destination.bucket),
         None => format!("s3://{}", config.destination.bucket),
     };
-    let audits = match audit(&args, config, aws, backoff).await {
+    let audits = match audit(&args, config, &aws, backoff).await {
         Ok(a) => a,
         Err(e) => {
             let _ = writeln!(err, "trailkeeper audit: {e}");

@@ -50,6 +50,31 @@ pub(crate) fn onboard_config_from_env(
         .ok()
 }
 
+/// What the commands that act across the organization as the Lambdas do (audit, retire) run
+/// with; tests give their own, with a short backoff.
+#[derive(Debug, Clone)]
+pub struct OrgSetup {
+    /// The onboarding configuration, as the Lambdas read it.
+    pub config: trailkeeper::onboard::OnboardConfig,
+    /// The caller's SDK configuration.
+    pub aws: aws_config::SdkConfig,
+    /// How long a member role may take to become assumable.
+    pub backoff: trailkeeper::trail::Backoff,
+}
+
+impl OrgSetup {
+    /// From the environment, with the Lambdas' backoff; on error, says so under `command`'s
+    /// name and returns None (exit 2).
+    pub(crate) async fn from_env(command: &str, err: &mut dyn std::io::Write) -> Option<Self> {
+        let config = onboard_config_from_env(command, err)?;
+        Some(Self {
+            config,
+            aws: trailkeeper::store::load_aws_config().await,
+            backoff: trailkeeper::trail::Backoff::SETTLING,
+        })
+    }
+}
+
 /// A progress bar on stderr when `wanted` and stderr is a terminal; hidden otherwise.
 pub(crate) fn progress_bar(wanted: bool, template: &str) -> ProgressBar {
     if !(wanted && std::io::stderr().is_terminal()) {

@@ -15,9 +15,10 @@ use trailkeeper::consolidate::Location;
 use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::policy::TrailArn;
 use trailkeeper::retire::{Plan, Retired, Retirer, TrailState, TrailTarget, Unverified};
-use trailkeeper::store::{load_aws_config, s3_client};
+use trailkeeper::store::s3_client;
 use trailkeeper::trail::Backoff;
 
+use crate::OrgSetup;
 use crate::validate::Format;
 
 #[derive(Debug, Clone, Args)]
@@ -41,24 +42,21 @@ pub struct RetireArgs {
 /// Exit codes: 0 retired (or, without `--yes`, a plan that can be carried out), 1 refused (an
 /// object has no verified copy; nothing is deleted), 2 error.
 pub async fn run(args: RetireArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let Some(config) = crate::onboard_config_from_env("retire", err) else {
+    let Some(setup) = OrgSetup::from_env("retire", err).await else {
         return 2;
     };
-    let aws = load_aws_config().await;
-    run_with(args, config, &aws, Backoff::SETTLING, out, err).await
+    run_with(args, setup, out, err).await
 }
 
-/// [`run`] with the configuration and the member-role backoff given (tests).
+/// [`run`] with the set-up given (tests).
 pub async fn run_with(
     args: RetireArgs,
-    config: OnboardConfig,
-    aws: &aws_config::SdkConfig,
-    backoff: Backoff,
+    setup: OrgSetup,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
     let started = Instant::now();
-    let code = match retire(&args, &config, aws, backoff, out).await {
+    let code = match retire(&args, &setup.config, &setup.aws, setup.backoff, out).await {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(err, "trailkeeper retire: {e}");

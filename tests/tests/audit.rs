@@ -1,30 +1,11 @@
 //! `trailkeeper audit` on the emulator, over accounts that Organizations created: each way an
 //! account can fall out of coverage is reported for that account, and only for it.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use trailkeeper::events::AccountId;
-use trailkeeper::onboard::{OnboardConfig, PolicyLoop, PolicyUpdater};
-use trailkeeper::trail::{Backoff, TrailEnabler};
+use trailkeeper::onboard::{OnboardConfig, PolicyUpdater};
+use trailkeeper::trail::TrailEnabler;
 use trailkeeper_e2e::*;
-
-const FAST: Backoff = Backoff {
-    attempts: 3,
-    first: Duration::from_millis(10),
-    max: Duration::from_millis(50),
-};
-
-const FAST_LOOP: PolicyLoop = PolicyLoop {
-    attempts: 10,
-    fence: Duration::from_millis(800),
-    settle: Duration::from_millis(1500),
-    backoff: Backoff {
-        attempts: 10,
-        first: Duration::from_millis(100),
-        max: Duration::from_millis(1000),
-    },
-};
 
 const TRAIL: &str = "audited";
 
@@ -41,8 +22,12 @@ async fn audit(
         panic!("not audit")
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code =
-        trailkeeper_cli::audit::run_with(a, config.clone(), mgmt, FAST, &mut out, &mut err).await;
+    let setup = trailkeeper_cli::OrgSetup {
+        config: config.clone(),
+        aws: mgmt.clone(),
+        backoff: FAST_BACKOFF,
+    };
+    let code = trailkeeper_cli::audit::run_with(a, setup, &mut out, &mut err).await;
     (
         code,
         String::from_utf8(out).unwrap(),
@@ -61,15 +46,17 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
     create_bucket(&s3, &bucket).await;
     let old = unique_bucket("audit-old");
     create_bucket(&s3, &old).await;
-    let config = OnboardConfig::from_vars(|name| match name {
-        "TRAILKEEPER_BUCKET" => Some(bucket.clone()),
-        "TRAILKEEPER_TRAIL_NAME" => Some(TRAIL.into()),
-        "AWS_REGION" => Some("us-east-1".into()),
-        _ => None,
-    })
-    .expect("configuration");
+    let config = onboard_config(&[
+        ("TRAILKEEPER_BUCKET", bucket.clone()),
+        ("TRAILKEEPER_TRAIL_NAME", TRAIL.into()),
+    ]);
     let policies = PolicyUpdater::new(&mgmt, config.clone(), FAST_LOOP);
-    let trails = TrailEnabler::new(&mgmt, config.trail_spec(), config.member_role.clone(), FAST);
+    let trails = TrailEnabler::new(
+        &mgmt,
+        config.trail_spec(),
+        config.member_role.clone(),
+        FAST_BACKOFF,
+    );
     for a in [covered, no_trail, stopped, leftover] {
         policies.admit(a).await.expect("admit");
     }
@@ -215,7 +202,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         },
         Records::default(),
     );
-    deps.backoff = FAST;
+    deps.backoff = FAST_BACKOFF;
     let mut context = lambda_runtime::Context::default();
     context.invoked_function_arn =
         "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();

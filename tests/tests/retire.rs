@@ -3,10 +3,7 @@
 //! member account, retired after `trailkeeper consolidate`; refused when one object lacks a
 //! verified copy; a plan that changes nothing; objects that land after the check.
 
-use std::time::Duration;
-
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use trailkeeper::consolidate::Location;
@@ -15,14 +12,9 @@ use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::policy::TrailArn;
 use trailkeeper::retire::{Retirer, TrailTarget};
 use trailkeeper::testdata::{Generator, TestKey, TrailLayout};
-use trailkeeper::trail::{Backoff, TrailEnabler};
+use trailkeeper::trail::TrailEnabler;
 use trailkeeper_e2e::*;
 
-const FAST: Backoff = Backoff {
-    attempts: 3,
-    first: Duration::from_millis(10),
-    max: Duration::from_millis(50),
-};
 /// moto's account for the test credentials: the caller's own account.
 const CALLER: &str = "123456789012";
 
@@ -33,12 +25,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn config(central: &str) -> OnboardConfig {
-    OnboardConfig::from_vars(|name| match name {
-        "TRAILKEEPER_BUCKET" => Some(central.to_string()),
-        "AWS_REGION" => Some("us-east-1".into()),
-        _ => None,
-    })
-    .expect("configuration")
+    onboard_config(&[("TRAILKEEPER_BUCKET", central.to_string())])
 }
 
 /// Every version and delete marker of a bucket, read with the SDK alone (not with the code
@@ -99,16 +86,7 @@ async fn old_bucket(s3: &aws_sdk_s3::Client, name: &str, hours: usize) -> (Strin
     );
     let bucket = unique_bucket(name);
     create_bucket(s3, &bucket).await;
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    enable_versioning(s3, &bucket).await;
     let layout = TrailLayout::new(&bucket, CALLER, "us-east-1");
     let history = Generator::new(layout, &key, 7).chain(t0(), hours, None, |i| i % 2);
     upload(s3, &bucket, &history).await;
@@ -157,7 +135,7 @@ async fn member_cloudtrail(
     account: AccountId,
 ) -> aws_sdk_cloudtrail::Client {
     let c = config(central);
-    TrailEnabler::new(mgmt, c.trail_spec(), c.member_role.clone(), FAST)
+    TrailEnabler::new(mgmt, c.trail_spec(), c.member_role.clone(), FAST_BACKOFF)
         .member_cloudtrail(account)
         .await
         .expect("member role")
@@ -190,8 +168,12 @@ async fn retire(
         panic!("not retire")
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code =
-        trailkeeper_cli::retire::run_with(a, config(central), mgmt, FAST, &mut out, &mut err).await;
+    let setup = trailkeeper_cli::OrgSetup {
+        config: config(central),
+        aws: mgmt.clone(),
+        backoff: FAST_BACKOFF,
+    };
+    let code = trailkeeper_cli::retire::run_with(a, setup, &mut out, &mut err).await;
     let lines = String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -400,7 +382,7 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
         &c.member_role,
         Some(AccountId::new(CALLER).unwrap()),
         TrailArn::parse(&arn).unwrap(),
-        FAST,
+        FAST_BACKOFF,
     )
     .await
     .expect("trail");
