@@ -18,7 +18,8 @@ Times may be epoch numbers, numeric strings or ISO-8601 strings. "Regions" is op
 limits the key to requests signed for those regions; without it the key is served everywhere.
 Write files via a temporary name that does not end in `.json`, then rename.
 
-GetBucketVersioning is answered under S3's root element (moto's own answer cannot be read by
+`/moto-api/data.json` leaves out attributes it cannot read instead of failing, and takes
+`?service=NAME`. GetBucketVersioning is answered under S3's root element (moto's own answer cannot be read by
 the AWS SDK for Rust; see get_bucket_versioning).
 """
 
@@ -37,6 +38,7 @@ from pathlib import Path
 from moto.cloudtrail.responses import CloudTrailResponse
 from moto.s3.responses import S3Response
 from moto.core.exceptions import JsonRESTError
+from moto.moto_api._internal.responses import MotoAPIResponse
 from moto.server import ThreadedMotoServer
 
 KEYS_DIR_ENV = "TRAILKEEPER_MOTO_KEYS_DIR"
@@ -145,6 +147,40 @@ def get_bucket_versioning(self: S3Response) -> tuple[int, dict[str, str], str]:
     return 200, {"Content-Type": "application/xml"}, body
 
 
+def model_data(self: MotoAPIResponse, request, full_url: str, headers) -> tuple[int, dict, str]:
+    """moto's `/moto-api/data.json` (how tests read what SNS published), robust and narrow.
+    moto's own version lets any exception other than TypeError/AttributeError/ValueError from an
+    attribute escape, and an S3 object whose body is gone (deleted, copied in parts) turns the
+    whole answer into a 500 for every later test. Here an attribute that cannot be read is left
+    out, and `?service=sns` limits the walk to one service."""
+    from urllib.parse import parse_qs, urlparse
+
+    from moto.core.model_instances import model_data as tracked
+
+    wanted = parse_qs(urlparse(full_url).query).get("service")
+    results: dict[str, dict[str, list]] = {}
+    for service in sorted(tracked):
+        if wanted and service not in wanted:
+            continue
+        results[service] = {}
+        for name in sorted(tracked[service]):
+            instances = []
+            for instance in tracked[service][name].instances_tracked:
+                fields = {}
+                for attr in dir(instance):
+                    if attr.startswith("_"):
+                        continue
+                    try:
+                        value = getattr(instance, attr)
+                        json.dumps(value)
+                    except Exception:  # noqa: BLE001 - any unreadable attribute is left out
+                        continue
+                    fields[attr] = value
+                instances.append(fields)
+            results[service][name] = instances
+    return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port-file", required=True, type=Path)
@@ -156,6 +192,7 @@ def main() -> None:
 
     CloudTrailResponse.list_public_keys = list_public_keys
     S3Response.get_bucket_versioning = get_bucket_versioning
+    MotoAPIResponse.model_data = model_data
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

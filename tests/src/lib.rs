@@ -372,7 +372,7 @@ pub fn published(topic_arn: &str) -> Vec<(String, String)> {
     let mut stream = std::net::TcpStream::connect(host).expect("connect to the emulator");
     write!(
         stream,
-        "GET /moto-api/data.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET /moto-api/data.json?service=sns HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = Vec::new();
