@@ -35,7 +35,7 @@ MEMORY_MB = int(os.environ.get("BENCH_MEMORY_MB", "1000"))
 START = datetime(2026, 9, 1, 0, 4, 12, tzinfo=timezone.utc)
 BUCKET = "tk-bench-corpus"
 ACCOUNT = "111122223333"
-FUNCTIONS = ["digest-validator", "policy-updater", "trail-enabler"]
+FUNCTIONS = ["digest-validator", "policy-updater", "trail-enabler", "org-auditor"]
 LOAD_AT_START = "?"
 
 commands = []  # every command whose output fed the table, for RESULTS.md
@@ -279,6 +279,7 @@ def cold_start(tmp):
         "digest-validator": ROOT / "events/digest-validator/s3-test-event.json",
         "policy-updater": ROOT / "events/policy-updater/organizations-create-account-result-failed.json",
         "trail-enabler": ROOT / "events/trail-enabler/organizations-create-account-result-failed.json",
+        "org-auditor": ROOT / "events/org-auditor/scheduled-event.json",
     }
     results = {}
     for name in FUNCTIONS:
