@@ -57,8 +57,17 @@ def run(cmd, env=None, record=True, **kw):
 def must(cmd, **kw):
     seconds, p = run(cmd, **kw)
     if p.returncode != 0:
-        sys.exit(f"bench: {cmd} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        sys.exit(f"bench: {cmd} exited {p.returncode}\n{failure_text(p.stdout)}\n{failure_text(p.stderr)}")
     return seconds, p
+
+
+def failure_text(text):
+    """The end of a failed command's output, and its panic message, which a long backtrace
+    after it would otherwise push out of the tail."""
+    at = text.find("panicked at")
+    if at < 0 or at >= len(text) - 3000:
+        return text[-3000:]
+    return f"{text[max(0, at - 300):at + 1500]}\n[...]\n{text[-3000:]}"
 
 
 def iso(t):
