@@ -167,15 +167,14 @@ impl TrustedPrincipals {
     ) -> Result<Self, PrincipalNameError> {
         let role = |option: &'static str, v: &str| {
             let normalized = normalize_aws_principal(v.trim());
-            match iam_arn_resource(&normalized) {
-                Some((_, resource)) if resource.starts_with("role/") && resource.len() > 5 => {
-                    Ok(normalized)
-                }
-                _ => Err(PrincipalNameError {
+            if is_role_arn(&normalized) {
+                Ok(normalized)
+            } else {
+                Err(PrincipalNameError {
                     option,
                     value: log_safe_with(v, 160),
                     rule: "expected a role ARN, arn:aws:iam::<account>:role/<name>",
-                }),
+                })
             }
         };
         let admin = |v: &String| {
@@ -219,6 +218,15 @@ fn normalize_aws_principal(value: &str) -> String {
 }
 
 /// `(account, resource)` of `arn:<partition>:iam::<account>:<resource>`.
+/// An IAM role ARN: `arn:<partition>:iam::<account>:role/<path and name>`.
+pub fn is_role_arn(arn: &str) -> bool {
+    iam_arn_resource(arn).is_some_and(|(_, resource)| {
+        resource
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty())
+    })
+}
+
 fn iam_arn_resource(arn: &str) -> Option<(AccountId, &str)> {
     let rest = arn.strip_prefix("arn:")?;
     let (partition, rest) = rest.split_once(':')?;

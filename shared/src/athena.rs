@@ -136,15 +136,13 @@ impl AccountProjection {
         }
     }
 
-    /// Makes every table project `account`; returns the tables that had to change.
-    pub async fn project(&self, account: AccountId) -> Result<Vec<String>, ProjectionError> {
-        let mut changed = Vec::new();
+    /// Makes every table project `account`; returns each table and whether it had to change.
+    pub async fn project(&self, account: AccountId) -> Result<Vec<(&str, bool)>, ProjectionError> {
+        let mut out = Vec::new();
         for table in &self.tables.tables {
-            if self.project_one(account, table).await? {
-                changed.push(table.clone());
-            }
+            out.push((table.as_str(), self.project_one(account, table).await?));
         }
-        Ok(changed)
+        Ok(out)
     }
 
     async fn project_one(&self, account: AccountId, table: &str) -> Result<bool, ProjectionError> {

@@ -213,23 +213,24 @@ enum Written {
     Unknown,
 }
 
-/// A failed policy write worth another round: a conflict, throttling, a service failure, or
-/// no answer in time. Anything else (access denied, a malformed policy) is for a person.
-fn may_retry<E: ProvideErrorMetadata>(
+/// What a failed policy write came to, or `None` when it is not worth another round (access
+/// denied, a malformed policy: for a person). A conflict or throttling is `Refused`: the service
+/// answered that it did not apply it. A service failure (a 5xx other than SlowDown) or no answer
+/// in time is `Unknown`: it may have landed all the same.
+fn failed_write<E: ProvideErrorMetadata>(
     e: &aws_smithy_runtime_api::client::result::SdkError<
         E,
         aws_smithy_runtime_api::client::orchestrator::HttpResponse,
     >,
-) -> bool {
+) -> Option<Written> {
     use aws_smithy_runtime_api::client::result::SdkError;
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
+            Some(Written::Unknown)
         }
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
-            status >= 500
-                || status == 429
+            let refused = status == 429
                 || matches!(
                     s.err().code(),
                     Some(
@@ -239,31 +240,16 @@ fn may_retry<E: ProvideErrorMetadata>(
                             | "Throttling"
                             | "ConflictException"
                     )
-                )
+                );
+            if refused {
+                Some(Written::Refused)
+            } else if status >= 500 {
+                Some(Written::Unknown)
+            } else {
+                None
+            }
         }
-        _ => false,
-    }
-}
-
-/// Whether a failed write certainly did not happen: the service answered that it refused it
-/// (S3's `OperationAborted` and `SlowDown`, throttling, a 4xx). A 5xx other than `SlowDown`,
-/// a timeout or a lost connection leaves it unknown.
-fn refused<E: ProvideErrorMetadata>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-) -> bool {
-    use aws_smithy_runtime_api::client::result::SdkError;
-    match e {
-        SdkError::ServiceError(s) => {
-            s.raw().status().as_u16() < 500
-                || matches!(
-                    s.err().code(),
-                    Some("SlowDown" | "ThrottlingException" | "Throttling")
-                )
-        }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -374,7 +360,7 @@ impl PolicyTarget {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| (may_retry(&e), refused(&e), describe_sdk_error(&e))),
+                    .map_err(|e| (failed_write(&e), describe_sdk_error(&e))),
             ),
             Self::Key { kms, key } => (
                 "kms:PutKeyPolicy",
@@ -391,20 +377,20 @@ impl PolicyTarget {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| (may_retry(&e), refused(&e), describe_sdk_error(&e))),
+                    .map_err(|e| (failed_write(&e), describe_sdk_error(&e))),
             ),
         };
         match result {
             Ok(()) => Ok(Written::Done),
-            Err((true, true, cause)) => {
+            Err((Some(Written::Refused), cause)) => {
                 tracing::warn!(%account, policy = %self, %cause, "{operation} refused; reading again");
                 Ok(Written::Refused)
             }
-            Err((true, false, cause)) => {
+            Err((Some(written), cause)) => {
                 tracing::warn!(%account, policy = %self, %cause, "{operation} may or may not have landed; reading back after settling");
-                Ok(Written::Unknown)
+                Ok(written)
             }
-            Err((false, _, cause)) => Err(self.call_error(account, operation, cause)),
+            Err((None, cause)) => Err(self.call_error(account, operation, cause)),
         }
     }
 
@@ -643,9 +629,7 @@ impl PolicyUpdater {
             reports.push(admit(target, account, &grant, &self.bounds).await?);
         }
         if let Some(projection) = &self.projection {
-            let changed = projection.project(account).await?;
-            for table in &projection.tables.tables {
-                let added = changed.contains(table);
+            for (table, added) in projection.project(account).await? {
                 reports.push(PolicyReport {
                     policy: format!(
                         "account projection of Athena table {}.{table}",

@@ -42,18 +42,9 @@ impl Config {
     }
 }
 
-/// An IAM role ARN: `arn:<partition>:iam::<account>:role/<path and name>`.
+/// The reader role setting must name a role (`trailkeeper::archive::is_role_arn`).
 fn check_role_arn(v: &str) -> Result<(), String> {
-    let parts: Vec<&str> = v.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && AccountId::new(parts[4]).is_ok()
-        && parts[5]
-            .strip_prefix("role/")
-            .is_some_and(|n| !n.is_empty());
-    if ok {
+    if trailkeeper::archive::is_role_arn(v) {
         Ok(())
     } else {
         Err(format!("is not an IAM role ARN: {v:?}"))
