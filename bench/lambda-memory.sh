@@ -13,7 +13,7 @@ events=$((mb * 1000000 / logs / 760)) # a generated event is about 760 bytes of 
 [ -n "${AWS_ENDPOINT_URL:-}" ] || { echo "run me under tests/moto/with-moto.sh" >&2; exit 2; }
 # Two builds: the seed tool's `testdata` feature must not reach the measured binary, which is
 # built as scripts/build-lambdas.sh builds it, with the other functions.
-cargo build -q --release -p digest-validator -p policy-updater -p trail-enabler
+cargo build -q --release -p digest-validator -p policy-updater -p trail-enabler -p org-auditor
 cargo build -q --release -p trailkeeper-e2e --bin seed-history
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 tmp=$(mktemp -d)
