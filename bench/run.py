@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -125,11 +126,19 @@ def moto_cpu_seconds():
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def client_cpu_seconds():
+    """CPU seconds (user + system) of this script's finished child processes so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed_with_moto(tool, endpoint):
-    """tool(endpoint), and the share of one core the emulator was busy meanwhile."""
-    before = moto_cpu_seconds()
+    """tool(endpoint), the share of one core the emulator was busy meanwhile, and the client's
+    own CPU seconds: the cost that remains where the server is not a floor, as against S3."""
+    before, client_before = moto_cpu_seconds(), client_cpu_seconds()
     seconds, verdict = tool(endpoint)
-    return seconds, verdict, (moto_cpu_seconds() - before) / seconds
+    busy = (moto_cpu_seconds() - before) / seconds
+    return seconds, verdict, busy, client_cpu_seconds() - client_before
 
 
 def trailkeeper_validate(endpoint):
@@ -197,21 +206,24 @@ def against_awscli(corpus, tmp):
         if delay:
             proxy, endpoint = start_proxy(moto.removeprefix("http://"), delay, tmp)
         try:
-            ours, theirs, busy_ours, busy_theirs = [], [], [], []
+            ours, theirs, busy_ours, busy_theirs, cpu_ours, cpu_theirs = [], [], [], [], [], []
             for rep in range(REPS):
                 log(f"{label}: repetition {rep + 1}/{REPS}: trailkeeper validate")
-                s, v_ours, busy = timed_with_moto(trailkeeper_validate, endpoint)
+                s, v_ours, busy, cpu = timed_with_moto(trailkeeper_validate, endpoint)
                 ours.append(s)
                 busy_ours.append(busy)
-                log(f"  {s:.1f} s, moto busy {busy:.0%}; aws cloudtrail validate-logs")
-                s, v_theirs, busy = timed_with_moto(awscli_validate, endpoint)
+                cpu_ours.append(cpu)
+                log(f"  {s:.1f} s, moto busy {busy:.0%}, client CPU {cpu:.1f} s; aws cloudtrail validate-logs")
+                s, v_theirs, busy, cpu = timed_with_moto(awscli_validate, endpoint)
                 theirs.append(s)
                 busy_theirs.append(busy)
-                log(f"  {s:.1f} s, moto busy {busy:.0%}")
+                cpu_theirs.append(cpu)
+                log(f"  {s:.1f} s, moto busy {busy:.0%}, client CPU {cpu:.1f} s")
             agree = (v_ours["digests_valid"], v_ours["logs_valid"], v_ours["invalid_logs"]) == (
                 v_theirs["digests_valid"], v_theirs["logs_valid"], v_theirs["invalid_logs"])
             results[label] = {"ours": ours, "theirs": theirs, "busy_ours": median(busy_ours),
-                              "busy_theirs": median(busy_theirs), "verdict_ours": v_ours,
+                              "busy_theirs": median(busy_theirs), "cpu_ours": median(cpu_ours),
+                              "cpu_theirs": median(cpu_theirs), "verdict_ours": v_ours,
                               "verdict_theirs": v_theirs, "agree": agree}
         finally:
             if proxy:
@@ -387,12 +399,13 @@ def write_results(corpus, cli, cores, memory, cold, capacity, hundred, started):
              f"{corpus['largest'] / 1e6:.1f} MB gzipped (median {corpus['median'] / 1e3:.1f} KB, "
              f"99th percentile {corpus['p99'] / 1e6:.2f} MB). One log file is tampered with after signing: "
              f"both tools must name it.\n")
-    L.append("| latency | trailkeeper validate | aws cloudtrail validate-logs | speed-up | target | moto busy (ours / CLI) | verdicts agree |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| latency | trailkeeper validate | aws cloudtrail validate-logs | speed-up | target | moto busy (ours / CLI) | client CPU (ours / CLI) | verdicts agree |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for (label, r), target in zip(cli.items(), (3, 20)):
         o, t = median(r["ours"]), median(r["theirs"])
         L.append(f"| {label} | {o:.1f} s | {t:.1f} s | **{ratio(t, o):.1f}x** | {target}x "
                  f"{'met' if ratio(t, o) >= target else 'MISSED'} | {r['busy_ours']:.0%} / {r['busy_theirs']:.0%} | "
+                 f"{r['cpu_ours']:.1f} s / {r['cpu_theirs']:.1f} s ({ratio(r['cpu_theirs'], r['cpu_ours']):.0f}x) | "
                  f"{'yes' if r['agree'] else 'NO'}: {r['verdict_ours']['digests_valid']}/{r['verdict_ours']['digests']} digests, "
                  f"{r['verdict_ours']['logs_valid']}/{r['verdict_ours']['logs']} logs valid; CLI "
                  f"{r['verdict_theirs']['digests_valid']}/{r['verdict_theirs']['digests']}, "
@@ -402,7 +415,9 @@ def write_results(corpus, cli, cores, memory, cold, capacity, hundred, started):
         f"{label}: trailkeeper {', '.join(f'{s:.1f}' for s in r['ours'])}, CLI {', '.join(f'{s:.1f}' for s in r['theirs'])}"
         for label, r in cli.items()) + ".\n")
     L.append("\"moto busy\" is the emulator's CPU time over the run's wall time: near 100% means the one "
-             "Python process serving S3 was the limit, not the client.\n")
+             "Python process serving S3 was the limit, not the client. \"client CPU\" is the validating "
+             "process's own CPU time (user + system): what each tool costs where the server is not the "
+             "floor, as with S3 itself.\n")
     L.append("## 2. Against the per-core limit (the corpus's log files on local disk)\n")
     pipe = cores["gzip -dc | sha256sum, core 0"]["inflated_mb_per_s"]
     one = cores["engine, 1 thread, core 0"]["inflated_mb_per_s"]
