@@ -360,10 +360,12 @@ def onboarding_capacity():
     _, p = run(cmd, cwd=ROOT, env={**os.environ, "RUST_BACKTRACE": "0"})
     hundred = [l for l in p.stderr.splitlines() if "concurrent onboardings" in l]
     if p.returncode != 0:
-        FAILURES.append(f"{' '.join(cmd)} exited {p.returncode}\n{failure_text(p.stdout + p.stderr)}")
-        panic = next((l for l in (p.stdout + p.stderr).splitlines() if "panicked at" in l), "")
-        detail = (p.stdout + p.stderr).split(panic, 1)[1].strip().splitlines()[:3] if panic else []
-        hundred.append(f"100 concurrent onboardings: **FAILED**: {' '.join(detail) or 'see the log'}")
+        out = p.stdout + p.stderr
+        FAILURES.append(f"{' '.join(cmd)} exited {p.returncode}\n{failure_text(out)}")
+        lines = out.splitlines()
+        at = next((i for i, l in enumerate(lines) if "panicked at" in l), None)
+        detail = " ".join(lines[at + 1:at + 4]) if at is not None else "see the log"
+        hundred.append(f"100 concurrent onboardings: **FAILED**: {detail}")
     return capacity, hundred
 
 

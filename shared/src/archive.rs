@@ -217,7 +217,6 @@ fn normalize_aws_principal(value: &str) -> String {
     }
 }
 
-/// `(account, resource)` of `arn:<partition>:iam::<account>:<resource>`.
 /// An IAM role ARN: `arn:<partition>:iam::<account>:role/<path and name>`.
 pub fn is_role_arn(arn: &str) -> bool {
     iam_arn_resource(arn).is_some_and(|(_, resource)| {
@@ -227,6 +226,7 @@ pub fn is_role_arn(arn: &str) -> bool {
     })
 }
 
+/// `(account, resource)` of `arn:<partition>:iam::<account>:<resource>`.
 fn iam_arn_resource(arn: &str) -> Option<(AccountId, &str)> {
     let rest = arn.strip_prefix("arn:")?;
     let (partition, rest) = rest.split_once(':')?;

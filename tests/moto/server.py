@@ -19,13 +19,13 @@ limits the key to requests signed for those regions; without it the key is serve
 Write files via a temporary name that does not end in `.json`, then rename.
 
 `/moto-api/data.json` leaves out attributes it cannot read instead of failing, and takes
-`?service=NAME`.
+`?service=NAME`. GetBucketVersioning is answered under S3's root element (moto's own answer
+cannot be read by the AWS SDK for Rust; see get_bucket_versioning).
 
 Two per-request costs of moto's server are removed, as they made up about a third of its CPU
 time while serving S3 (py-spy, `make bench`): moto lists its own package directory on every
 request (`list_of_moto_modules`), and werkzeug logs one line per request. Request lines are
-still logged when TRAILKEEPER_MOTO_LOG names a file to keep. GetBucketVersioning is answered under S3's root element (moto's own answer cannot be read by
-the AWS SDK for Rust; see get_bucket_versioning).
+still logged when TRAILKEEPER_MOTO_LOG names a file to keep.
 """
 
 import argparse
