@@ -20,8 +20,8 @@ set +e
   step "Setting up (the first run on a fresh machine takes a while; later runs reuse everything)"
   echo "- Python venv with moto and the AWS CLI (.venv)"
   tests/moto/with-moto.sh --venv-only
-  echo "- cargo-lambda (reused when installed; otherwise built from crates.io, about 17 minutes once)"
-  scripts/ensure-cargo-lambda.sh
+  echo "- cargo-lambda (reused when installed; otherwise the PyPI wheel, about 20 seconds once)"
+  . scripts/cargo-lambda-env.sh
   echo "  $(cargo lambda --version)"
   # One binary per cargo call: `cargo lambda watch` runs `cargo run --bin NAME`, which then
   # finds it up to date (several packages in one call would unify features differently).

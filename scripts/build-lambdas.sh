@@ -11,7 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-"$root/scripts/ensure-cargo-lambda.sh"
+. "$root/scripts/cargo-lambda-env.sh"
 . "$root/scripts/zig-env.sh"
 if [ "$#" -gt 0 ]; then
   packages=("$@")

@@ -12,7 +12,7 @@ cd "$root"
 die() { echo "watch-invoke: FAIL: $*" >&2; exit 1; }
 [ -n "${AWS_ENDPOINT_URL:-}" ] && [ -n "${TRAILKEEPER_AWSCLI:-}" ] ||
   die "needs the local emulator: run me under tests/moto/with-moto.sh (make test does)"
-scripts/ensure-cargo-lambda.sh
+. scripts/cargo-lambda-env.sh
 cargo lambda --version >/dev/null 2>&1 || die "cargo lambda is not installed"
 
 WATCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/trailkeeper-watch.XXXXXX")
