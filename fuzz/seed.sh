@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Seeds fuzz/corpus/<target>/ from the hand-out vectors (../shared/vectors beside the repository),
+# Seeds fuzz/corpus/<target>/ from the test vectors (tests/vectors),
 # the sample events in events/, and the small seeds committed in fuzz/seeds/. Run by fuzz/run.sh;
 # the corpus directories are not committed (libFuzzer grows them while it runs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-vectors="${TRAILKEEPER_VECTORS:-$root/../shared/vectors}"
+vectors="${TRAILKEEPER_VECTORS:-$root/tests/vectors}"
 corpus="$here/corpus"
 [ -d "$vectors" ] || { echo "fuzz/seed.sh: no vectors at $vectors (set TRAILKEEPER_VECTORS)" >&2; exit 1; }
 mkdir -p "$corpus"/{digest_key,digest_file,gzip_hash,account_event,bucket_policy}

@@ -24,8 +24,8 @@ pub mod testdata;
 
 #[cfg(test)]
 pub(crate) mod test_vectors {
-    /// The hand-out's vectors, beside the repository (as in CI).
-    pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+    /// Real events, keys and digests, each with its source (tests/vectors/*/SOURCES.md).
+    pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
     pub fn vector(path: &str) -> Vec<u8> {
         std::fs::read(format!("{ROOT}/{path}"))

@@ -2,7 +2,7 @@
 //! the projection's location template, rendered as Athena renders it, must be exactly the
 //! folder of the log files that `trailkeeper::digest::key` names (standard, organization-trail,
 //! with and without a prefix) and never a digest folder; and the columns must hold every field
-//! of the sample CloudTrail records in ../shared/vectors/cloudtrail-logs/.
+//! of the sample CloudTrail records in tests/vectors/cloudtrail-logs/.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -188,7 +188,7 @@ fn the_projection_reads_exactly_the_log_folders_of_each_layout() {
             "{case}: the folder {folder} overlaps the digests' {digests}"
         );
     }
-    // A real log key, from the digest AWS documents (../shared/vectors/cloudtrail-digest).
+    // A real log key, from the digest AWS documents (tests/vectors/cloudtrail-digest).
     let real = "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/17/111122223333_CloudTrail_us-east-2_20150817T1445Z_9nYN7gp2eWAJHIfT.json.gz";
     let day = Utc.with_ymd_and_hms(2015, 8, 17, 0, 0, 0).unwrap();
     let folder = partition_folder(&standard, None, None, "111122223333", "us-east-2", day);
@@ -302,7 +302,7 @@ fn columns_type(t: &Table) -> Type {
 #[test]
 fn the_columns_hold_every_field_of_the_sample_records() {
     let columns = columns_type(&table("CloudTrailTable"));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/cloudtrail-logs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/cloudtrail-logs");
     let mut records = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
