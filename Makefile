@@ -3,11 +3,17 @@
 # tooling the targets share (venvs for SAM and zig, cargo-lambda, builds).
 TEST_CMD ?= cargo test --workspace --all-targets
 
-.PHONY: test test-cargo test-lambda lint-template glibc-check lambda-build demo bench venv clean-venv
+.PHONY: test check test-cargo test-lambda lint-template glibc-check lambda-build demo bench venv clean-venv
 
-# Everything: the template checks first (fast), then unit and end-to-end tests on moto, then
-# the real binaries under cargo-lambda (watch + invoke on moto; the release build's glibc).
-test: lint-template test-cargo test-lambda glibc-check
+# Everything: formatting and clippy first, the template checks (fast), then unit and end-to-end
+# tests on moto, then the real binaries under cargo-lambda (watch + invoke on moto; the release
+# build's glibc).
+test: check lint-template test-cargo test-lambda glibc-check
+
+# The habits the workspace lints state ([workspace.lints] in Cargo.toml), enforced.
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 test-cargo:
 	tests/moto/with-moto.sh $(TEST_CMD)
