@@ -20,7 +20,8 @@ Write files via a temporary name that does not end in `.json`, then rename.
 
 `/moto-api/data.json` leaves out attributes it cannot read instead of failing, and takes
 `?service=NAME`. GetBucketVersioning is answered under S3's root element (moto's own answer
-cannot be read by the AWS SDK for Rust; see get_bucket_versioning).
+cannot be read by the AWS SDK for Rust; see get_bucket_versioning). BatchImportFindings refuses
+what Security Hub refuses (see batch_import_findings).
 
 Two per-request costs of moto's server are removed, as they made up about a third of its CPU
 time while serving S3 (py-spy, `make bench`): moto lists its own package directory on every
@@ -46,6 +47,7 @@ from moto.cloudtrail.responses import CloudTrailResponse
 from moto.s3.responses import S3Response
 from moto.core.exceptions import JsonRESTError
 from moto.moto_api._internal.responses import MotoAPIResponse
+from moto.securityhub.responses import SecurityHubResponse
 from moto.server import ThreadedMotoServer
 
 KEYS_DIR_ENV = "TRAILKEEPER_MOTO_KEYS_DIR"
@@ -154,6 +156,66 @@ def get_bucket_versioning(self: S3Response) -> tuple[int, dict[str, str], str]:
     return 200, {"Content-Type": "application/xml"}, body
 
 
+# What Security Hub requires of every imported finding (ASFF), which moto does not check.
+ASFF_REQUIRED = (
+    "SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "Types", "CreatedAt",
+    "UpdatedAt", "Severity", "Title", "Description", "Resources",
+)
+ASFF_SEVERITY_LABELS = {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
+ASFF_LIMITS = {"Id": 512, "GeneratorId": 512, "Title": 256, "Description": 1024}
+
+
+def asff_problem(finding: dict, account: str, region: str) -> str | None:
+    """Why Security Hub would refuse this finding from `account` in `region`, or None."""
+    missing = [f for f in ASFF_REQUIRED if not finding.get(f)]
+    if missing:
+        return f"missing required field(s) {', '.join(missing)}"
+    arn = finding["ProductArn"]
+    partition = arn.split(":")[1] if arn.count(":") >= 5 else ""
+    default = f"arn:{partition}:securityhub:{region}:{account}:product/{account}/default"
+    if arn != default:
+        return f"ProductArn {arn} is not the default product of {account} in {region} ({default})"
+    if finding["AwsAccountId"] != account:
+        return f"AwsAccountId {finding['AwsAccountId']} is not the importing account {account}"
+    for field, limit in ASFF_LIMITS.items():
+        if len(finding[field]) > limit:
+            return f"{field} is longer than {limit} characters"
+    text = ((finding.get("Remediation") or {}).get("Recommendation") or {}).get("Text", "")
+    if len(text) > 512:
+        return "Remediation.Recommendation.Text is longer than 512 characters"
+    if finding["Severity"].get("Label") not in ASFF_SEVERITY_LABELS:
+        return f"Severity.Label {finding['Severity'].get('Label')!r} is not an ASFF label"
+    if any(not r.get("Type") or not r.get("Id") for r in finding["Resources"]):
+        return "every resource needs Type and Id"
+    return None
+
+
+def batch_import_findings(self: SecurityHubResponse) -> str:
+    """BatchImportFindings as Security Hub answers it. moto 5.2.5 imports anything with a
+    resource, even where Security Hub is not enabled; AWS refuses the call then
+    (InvalidAccessException) and refuses, one by one, findings that lack a required ASFF field
+    or name another account's product."""
+    backend = self.securityhub_backend
+    if not backend.enabled:
+        raise JsonRESTError(
+            "InvalidAccessException",
+            f"Account {self.current_account} is not subscribed to AWS Security Hub in {self.region}",
+        )
+    raw = self.body.decode("utf-8") if isinstance(self.body, bytes) else self.body
+    findings = json.loads(raw).get("Findings", [])
+    good, refused = [], []
+    for finding in findings:
+        problem = asff_problem(finding, self.current_account, self.region)
+        if problem is None:
+            good.append(finding)
+        else:
+            refused.append({"Id": finding.get("Id", ""), "ErrorCode": "InvalidInput", "ErrorMessage": problem})
+    failed, ok, failures = backend.batch_import_findings(findings=good)
+    return json.dumps(
+        {"FailedCount": failed + len(refused), "SuccessCount": ok, "FailedFindings": refused + failures}
+    )
+
+
 def model_data(self: MotoAPIResponse, request, full_url: str, headers) -> tuple[int, dict, str]:
     """moto's `/moto-api/data.json` (how tests read what SNS published), robust and narrow.
     moto's own version lets any exception other than TypeError/AttributeError/ValueError from an
@@ -206,6 +268,7 @@ def main() -> None:
     CloudTrailResponse.list_public_keys = list_public_keys
     S3Response.get_bucket_versioning = get_bucket_versioning
     MotoAPIResponse.model_data = model_data
+    SecurityHubResponse.batch_import_findings = batch_import_findings
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]
