@@ -68,18 +68,27 @@ impl Alert {
         }
         message.push_str(&format!(
             "When:   the hour from {} to {}\n\n\
-             Reproduce with:\n  trailkeeper validate --bucket {} --account {} --region {} --trail {} --start {} --end {}\n",
+             Reproduce with:\n  {}\n",
             format_time(from),
             format_time(until),
-            finding.bucket,
-            finding.account,
-            finding.region,
-            finding.trail,
-            format_time(period.1),
-            format_time(period.1),
+            reproduce_command(finding, period),
         ));
         Self { subject, message }
     }
+}
+
+/// The `trailkeeper validate` command that judges the digest of `period` again, as the finding
+/// was judged (alerts and Security Hub's remediation text).
+pub fn reproduce_command(finding: &Verdict, period: (DateTime<Utc>, DateTime<Utc>)) -> String {
+    format!(
+        "trailkeeper validate --bucket {} --account {} --region {} --trail {} --start {} --end {}",
+        finding.bucket,
+        finding.account,
+        finding.region,
+        finding.trail,
+        format_time(period.1),
+        format_time(period.1),
+    )
 }
 
 impl Alert {

@@ -15,6 +15,7 @@ pub mod onboard;
 pub mod policy;
 pub mod report;
 pub mod retire;
+pub mod securityhub;
 pub mod store;
 pub mod trail;
 pub mod validate;

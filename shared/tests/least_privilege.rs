@@ -39,6 +39,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get_role", "iam:GetRole"),
     ("get_table", "glue:GetTable"),
     ("update_table", "glue:UpdateTable"),
+    ("batch_import_findings", "securityhub:BatchImportFindings"),
+    ("get_findings", "securityhub:GetFindings"),
 ];
 
 /// Modules whose AWS calls only the CLI makes, with its own credentials (no role of the
