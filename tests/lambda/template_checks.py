@@ -37,6 +37,8 @@ CONFIG_TABLE = {
     "TRAILKEEPER_ATHENA_DATABASE", "TRAILKEEPER_ATHENA_TABLES",
     # The org-auditor's role in the log-archive account that may read the policies (README).
     "TRAILKEEPER_ARCHIVE_ROLE_ARN",
+    # Findings also imported into Security Hub (README, "Findings in Security Hub").
+    "TRAILKEEPER_SECURITY_HUB",
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
 STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys", "cloudtrail:DescribeTrails", "organizations:ListAccounts"}

@@ -198,6 +198,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         org_auditor::Config {
             archive_role_arn: None,
             alert_topic_arn: Some(topic.clone()),
+            security_hub: false,
             concurrency: 8,
         },
         Records::default(),

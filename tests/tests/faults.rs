@@ -433,6 +433,7 @@ fn validator(
         digest_validator::Config {
             central_bucket: Some(bucket.to_owned()),
             alert_topic_arn: topic.map(str::to_owned),
+            security_hub: false,
             concurrency: 4,
         },
         Records::default(),

@@ -10,6 +10,7 @@ use trailkeeper::config::{self, ConfigError};
 use trailkeeper::digest::key::DigestKey;
 use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource};
 use trailkeeper::report::DigestReport;
+use trailkeeper::securityhub::{HubFinding, SecurityHub};
 use trailkeeper::store::{ObjectRef, Store, s3_client};
 use trailkeeper::validate::Engine;
 
@@ -21,6 +22,8 @@ pub struct Config {
     /// When set, events about other buckets are refused.
     pub central_bucket: Option<String>,
     pub alert_topic_arn: Option<String>,
+    /// `TRAILKEEPER_SECURITY_HUB=1`: findings are also imported into Security Hub.
+    pub security_hub: bool,
     /// Log files read at once.
     pub concurrency: usize,
 }
@@ -36,6 +39,7 @@ impl Config {
                 "TRAILKEEPER_ALERT_TOPIC_ARN",
                 config::check_sns_topic_arn,
             )?,
+            security_hub: trailkeeper::securityhub::enabled_in_env(),
             concurrency: config::count("TRAILKEEPER_CONCURRENCY", 32)?,
         })
     }
@@ -46,6 +50,7 @@ pub use trailkeeper::report::{RecordSink, Stdout};
 pub struct Deps<R: RecordSink> {
     pub engine: Engine,
     pub alerts: Option<AlertTopic>,
+    pub security_hub: Option<SecurityHub>,
     pub central_bucket: Option<String>,
     pub records: R,
 }
@@ -59,6 +64,7 @@ impl<R: RecordSink> Deps<R> {
             alerts: config
                 .alert_topic_arn
                 .map(|arn| AlertTopic::new(aws_sdk_sns::Client::new(aws), arn)),
+            security_hub: config.security_hub.then(|| SecurityHub::new(aws)),
             central_bucket: config.central_bucket,
             records,
         }
@@ -117,6 +123,15 @@ impl<R: RecordSink> Deps<R> {
             .await
             .map_err(|e| e.to_string())?;
         self.records.write(&report.record(Utc::now()));
+        // Security Hub first: its import is idempotent (stable ids), so a retry after a failed
+        // SNS publish does not duplicate it.
+        if let Some(hub) = &self.security_hub {
+            let findings: Vec<HubFinding> = report
+                .findings()
+                .map(|f| HubFinding::for_verdict(f, Some(&report.key), report.period))
+                .collect();
+            hub.import(&findings).await.map_err(|e| e.to_string())?;
+        }
         if let Some(topic) = &self.alerts {
             for finding in report.findings() {
                 let alert = Alert::for_finding(finding, Some(&report.key), report.period);
@@ -189,6 +204,10 @@ pub async fn handle<R: RecordSink>(
     deps: &Deps<R>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, HandlerError> {
+    if let Some(hub) = &deps.security_hub {
+        hub.identify(&event.context.invoked_function_arn)
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+    }
     match input::parse(&event.payload)? {
         Invocation::Ignored(why) => {
             tracing::info!(reason = %why, "event ignored");

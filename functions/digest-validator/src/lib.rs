@@ -14,4 +14,5 @@ pub const CALLS: &[&[&str]] = &[
     trailkeeper::store::CALLS,
     trailkeeper::keys::CALLS,
     trailkeeper::alerts::CALLS,
+    trailkeeper::securityhub::IMPORT_CALLS,
 ];

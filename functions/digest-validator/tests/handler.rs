@@ -79,6 +79,7 @@ async fn setup(name: &str) -> Setup {
     let config = Config {
         central_bucket: Some(bucket.clone()),
         alert_topic_arn: Some(topic.clone()),
+        security_hub: false,
         concurrency: 8,
     };
     let deps = Deps::new(&aws_config().await, config, Records::default());

@@ -13,6 +13,7 @@ use trailkeeper::audit::{AccountAudit, Auditor, metrics_record};
 use trailkeeper::config::{self, ConfigError};
 use trailkeeper::events::AccountId;
 use trailkeeper::onboard::{OnboardConfig, active_accounts};
+use trailkeeper::securityhub::SecurityHub;
 use trailkeeper::trail::{Backoff, assume_role};
 
 /// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
@@ -22,6 +23,8 @@ pub struct Config {
     /// the function's own credentials may read them.
     pub archive_role_arn: Option<String>,
     pub alert_topic_arn: Option<String>,
+    /// `TRAILKEEPER_SECURITY_HUB=1`: coverage findings are also kept in Security Hub.
+    pub security_hub: bool,
     /// Accounts audited at once.
     pub concurrency: usize,
 }
@@ -37,6 +40,7 @@ impl Config {
                 "TRAILKEEPER_ALERT_TOPIC_ARN",
                 config::check_sns_topic_arn,
             )?,
+            security_hub: trailkeeper::securityhub::enabled_in_env(),
             concurrency: config::count("TRAILKEEPER_CONCURRENCY", 8)?,
         })
     }
@@ -58,6 +62,7 @@ pub struct Deps<R: RecordSink> {
     pub onboard: OnboardConfig,
     pub config: Config,
     pub alerts: Option<AlertTopic>,
+    pub security_hub: Option<SecurityHub>,
     /// How long to wait for a member role that is not assumable yet.
     pub backoff: Backoff,
     pub records: R,
@@ -77,6 +82,7 @@ impl<R: RecordSink> Deps<R> {
                 .alert_topic_arn
                 .clone()
                 .map(|arn| AlertTopic::new(aws_sdk_sns::Client::new(aws), arn)),
+            security_hub: config.security_hub.then(|| SecurityHub::new(aws)),
             onboard,
             config,
             // An audit does not wait for accounts to settle: a short bound, then an error.
@@ -122,9 +128,18 @@ pub async fn handle<R: RecordSink>(
     event: LambdaEvent<Value>,
 ) -> Result<Value, HandlerError> {
     let audits = audit(deps, own_account(&event.context.invoked_function_arn)).await?;
-    deps.records.write(&metrics_record(&audits, Utc::now()));
+    let now = Utc::now();
+    deps.records.write(&metrics_record(&audits, now));
     let mut alerted = 0;
     let mut alert_errors = Vec::new();
+    if let Some(hub) = &deps.security_hub
+        && let Err(e) = match hub.identify(&event.context.invoked_function_arn) {
+            Ok(()) => hub.import_audits(&audits, now).await,
+            Err(e) => Err(e),
+        }
+    {
+        alert_errors.push(e.to_string());
+    }
     if let Some(topic) = &deps.alerts {
         for alert in audits.iter().filter_map(Alert::for_account_audit) {
             match topic.publish(&alert).await {

@@ -18,6 +18,8 @@ pub const CALLS: &[&[&str]] = &[
     trailkeeper::trail::CALLS,
     trailkeeper::audit::CALLS,
     trailkeeper::alerts::CALLS,
+    trailkeeper::securityhub::IMPORT_CALLS,
+    trailkeeper::securityhub::RESOLVE_CALLS,
 ];
 
 /// What the log-archive account's `AuditReaderRole` must allow: reading the policies.
