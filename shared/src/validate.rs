@@ -607,11 +607,13 @@ impl Engine {
                     extra.push(v.because(reason));
                 }
                 ChainFinding::Gap { window } => {
-                    let mut v = Verdict::new(Status::Gap, stream, &bucket, None).because(
-                        "no digest chain: CloudTrail started a new chain (logging or validation was off)",
-                    );
+                    let mut v = Verdict::new(Status::Gap, stream, &bucket, None);
                     v.window = Some(window);
-                    extra.push(v);
+                    let hours = v.hours().unwrap_or_default();
+                    extra.push(v.because(format!(
+                        "no digest chain for {hours:.1} hours: CloudTrail started a new chain \
+                         (logging or log file validation was off)"
+                    )));
                 }
             }
         }
@@ -638,6 +640,60 @@ impl Engine {
         v.reason = log.reason.clone();
         v.digest = Some(digest.key.clone());
         v
+    }
+
+    /// For an authentic digest that starts a chain, the newest older digest of its stream, known
+    /// by its key: with one, the digest is a restart (a gap); without, the stream's first digest.
+    /// Backfill digests start no chain. Cheap, as the Lambda does it per digest: one listing of
+    /// the two days before the digest, and only when that finds nothing, one of its folder
+    /// before them.
+    async fn older_digest_if_restart(
+        &self,
+        check: &DigestCheck,
+    ) -> Result<Option<ChainNode>, EngineError> {
+        if !check.node.authentic || check.node.previous.is_some() || check.key.backfill {
+            return Ok(None);
+        }
+        let (key, location) = (&check.key, check.location());
+        let folder = key::digest_region_dir(
+            key.prefix.as_deref(),
+            key.org_id.as_deref(),
+            &key.account,
+            &key.region,
+        );
+        let stream = key.stream();
+        let newest = |keys: Vec<String>| {
+            keys.into_iter()
+                .filter(|k| *k < location.key)
+                .filter_map(|k| {
+                    DigestKey::parse(&k)
+                        .ok()
+                        .filter(|d| d.stream() == stream)
+                        .map(|d| (d.end_time, k))
+                })
+                .max()
+        };
+        let recent = format!(
+            "{folder}{}",
+            (key.end_time - Duration::days(2)).format("%Y/%m/%d")
+        );
+        let store = &self.inner.store;
+        let bucket = &location.bucket;
+        let mut found = newest(
+            store
+                .list(bucket, &folder, Some(&recent), Some(&location.key), None)
+                .await?
+                .keys,
+        );
+        if found.is_none() {
+            found = newest(
+                store
+                    .list(bucket, &folder, None, Some(&recent), None)
+                    .await?
+                    .keys,
+            );
+        }
+        Ok(found.map(|(time, k)| ChainNode::unknown(ObjectRef::new(bucket, k), time)))
     }
 
     /// Validates one delivered digest: its signature, its logs, and its link to the previous one.
@@ -673,7 +729,10 @@ impl Engine {
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
-        let nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
+        let mut nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
+        if let Some(older) = self.older_digest_if_restart(&checked[0]).await? {
+            nodes.insert(0, older);
+        }
         let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
         let mut verdicts = self.chain_verdicts(&stream, &checked, findings).into_iter();
         report.digest = verdicts.next();
@@ -832,7 +891,10 @@ impl Engine {
         let _ = events.send(Event::Listed(total as u64)).await;
         for (stream_id, mut digests) in streams {
             digests.sort_by(|a, b| (a.1.end_time, &a.0.key).cmp(&(b.1.end_time, &b.0.key)));
-            self.validate_stream(&stream_id, digests, &events).await;
+            // Without --start the listing began at the folder's first digest.
+            let look_back = scope.start.is_some();
+            self.validate_stream(&stream_id, digests, look_back, &events)
+                .await;
         }
     }
 
@@ -840,6 +902,7 @@ impl Engine {
         &self,
         stream_id: &StreamId,
         digests: Vec<(ObjectRef, DigestKey)>,
+        look_back: bool,
         events: &mpsc::Sender<Event>,
     ) {
         let mut checked: Vec<DigestCheck> = Vec::with_capacity(digests.len());
@@ -903,6 +966,19 @@ impl Engine {
             .chain(unreadable)
             .collect();
         nodes.sort_by(|a, b| (a.key_time, &a.location.key).cmp(&(b.key_time, &b.location.key)));
+        // The window's first digest starts a chain: a restart if older digests lie before it.
+        if let Some(first) = checked
+            .first()
+            .filter(|c| look_back && nodes.first().map(|n| &n.location) == Some(c.location()))
+        {
+            match self.older_digest_if_restart(first).await {
+                Ok(Some(older)) => nodes.insert(0, older),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = events.send(Event::Error(e.to_string())).await;
+                }
+            }
+        }
         let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
         for v in self.chain_verdicts(stream_id, &checked, findings) {
             let _ = events.send(Event::Verdict(v)).await;
@@ -962,7 +1038,12 @@ mod tests {
     }
 
     fn engine(rules: &[&Rule], key: &TestKey) -> Engine {
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c.retry_config(
+        // A digest that starts a chain is looked back from: here, the bucket holds no older one.
+        let empty = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+            aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output::builder().build()
+        });
+        let rules: Vec<&Rule> = rules.iter().copied().chain([&empty]).collect();
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &rules, |c| c.retry_config(
             aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)
         ));
         Engine::new(

@@ -111,8 +111,7 @@ fn stopped_and_started(sc: &Scene) -> History {
     history
 }
 
-const GAP_REASON: &str =
-    "CloudTrail started a new chain (logging or log file validation was off)";
+const GAP_REASON: &str = "CloudTrail started a new chain (logging or log file validation was off)";
 
 fn gap_line(sc: &Scene, h: &History, before: usize, hours: f64) -> Value {
     json!({
@@ -208,13 +207,13 @@ async fn attack_1_the_digest_validator_looks_back_and_alerts_the_hours_without_a
     for ((subject, message), (i, hours)) in alerts.iter().zip([(3, 3.0), (5, 96.0)]) {
         assert_eq!(
             subject,
-            &format!("trailkeeper: digest chain gap of {hours:.1} hours in account {ACCOUNT} us-east-1")
+            &format!(
+                "trailkeeper: digest chain gap of {hours:.1} hours in account {ACCOUNT} us-east-1"
+            )
         );
         for part in [
             format!("account {ACCOUNT}, region us-east-1 (trail trailkeeper)"),
-            format!(
-                "What:   no digest chain for {hours:.1} hours: {GAP_REASON}"
-            ),
+            format!("What:   no digest chain for {hours:.1} hours: {GAP_REASON}"),
             format!(
                 "When:   from {} to {}",
                 history.digests[i - 1].json.digest_end_time,
@@ -241,9 +240,12 @@ async fn attack_1_the_digest_validator_looks_back_and_alerts_the_hours_without_a
 fn diverted(sc: &Scene, foreign: &str, region: &str, seed: u64) -> (History, History) {
     let mut central = sc.generator(&sc.bucket, region, seed);
     let mut history = central.chain(t0(), 3, None, |_| 1);
-    let away = sc
-        .generator(foreign, region, seed + 1)
-        .chain(t0() + Duration::hours(3), 2, history.digests.last(), |_| 1);
+    let away = sc.generator(foreign, region, seed + 1).chain(
+        t0() + Duration::hours(3),
+        2,
+        history.digests.last(),
+        |_| 1,
+    );
     let back = central.chain(t0() + Duration::hours(5), 3, away.digests.last(), |_| 1);
     history.extend(back);
     (history, away)
