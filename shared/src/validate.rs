@@ -166,6 +166,18 @@ struct RegionDir {
     region: String,
 }
 
+/// The previous digests linked from outside a run's listing, as [`Engine::fetch_outside_links`]
+/// found them.
+#[derive(Default)]
+struct OutsideLinks {
+    nodes: HashMap<ObjectRef, ChainNode>,
+    errors: Vec<EngineError>,
+    /// Why a previous digest in another bucket is missing: S3's answer.
+    refused: HashMap<ObjectRef, String>,
+    /// Verdicts on the previous digests in another bucket that could be read.
+    foreign: Vec<Verdict>,
+}
+
 /// How many region folders are checked at once; each may hold years of digests.
 const REGION_DIRS_AT_ONCE: usize = 4;
 
@@ -528,47 +540,90 @@ impl Engine {
 
     /// Fetches the linked previous digests that are neither among `checked` nor `unreadable`
     /// (already read in vain, and reported, in this run: reading them again as a link would
-    /// only report them twice).
+    /// only report them twice). A previous digest outside the bucket of the digest that names it
+    /// (the trail was pointed elsewhere for a while) is evidence like any other: when S3 refuses
+    /// it (no such bucket or key, access denied) it is missing, with S3's answer, never an error
+    /// to retry; when it can be read, it gets a verdict of its own that names its bucket.
     async fn fetch_outside_links(
         &self,
         checked: &[DigestCheck],
         unreadable: &[ChainNode],
         events: Option<&mpsc::Sender<Event>>,
-    ) -> (HashMap<ObjectRef, ChainNode>, Vec<EngineError>) {
+    ) -> OutsideLinks {
         let have: HashSet<&ObjectRef> = checked
             .iter()
             .map(|c| c.location())
             .chain(unreadable.iter().map(|n| &n.location))
             .collect();
-        let wanted: Vec<(ObjectRef, DigestKey)> = checked
-            .iter()
-            .filter(|c| c.node.authentic)
-            .filter_map(|c| c.node.previous.as_ref().and_then(previous_location))
-            .map(|loc| self.current(&loc))
-            .filter(|loc| !have.contains(loc))
-            .filter_map(|loc| DigestKey::parse(&loc.key).ok().map(|k| (loc, k)))
-            .collect();
-        let mut outside = HashMap::new();
-        let mut errors = Vec::new();
+        let mut wanted: Vec<(ObjectRef, DigestKey, ObjectRef)> = Vec::new();
+        let mut seen: HashSet<ObjectRef> = HashSet::new();
+        for c in checked.iter().filter(|c| c.node.authentic) {
+            let Some(loc) = c.node.previous.as_ref().and_then(previous_location) else {
+                continue;
+            };
+            let loc = self.current(&loc);
+            if have.contains(&loc) || !seen.insert(loc.clone()) {
+                continue;
+            }
+            if let Ok(k) = DigestKey::parse(&loc.key) {
+                wanted.push((loc, k, c.location().clone()));
+            }
+        }
+        let mut links = OutsideLinks::default();
         let results: Vec<_> = stream::iter(wanted)
-            .map(|(loc, key)| async move { self.check_digest(&loc, &key).await })
+            .map(|(loc, key, named_by)| async move {
+                let r = self.check_digest(&loc, &key).await;
+                (loc, key, named_by, r)
+            })
             .buffer_unordered(self.inner.concurrency)
             .collect()
             .await;
-        for r in results {
-            match r {
-                Ok(c) => {
-                    outside.insert(c.node.location.clone(), c.node);
+        for (loc, key, named_by, r) in results {
+            let outside = (loc.bucket != named_by.bucket)
+                .then(|| format!("outside the validated bucket {}", named_by.bucket));
+            match (r, outside) {
+                (Ok(c), None) => {
+                    links.nodes.insert(loc, c.node);
                 }
-                Err(e) => {
+                (Ok(c), Some(outside)) => {
+                    if c.node.missing {
+                        links.refused.insert(
+                            loc.clone(),
+                            format!(
+                                "it is {outside} and cannot be read: NoSuchKey: the object does not exist"
+                            ),
+                        );
+                    } else {
+                        let why = format!("{outside}: the previous digest of {}", named_by.key);
+                        let reason = match &c.reason {
+                            Some(r) => format!("{r}; {why}"),
+                            None => why,
+                        };
+                        links.foreign.push(
+                            Verdict::at(Status::Digest(c.status), &key.stream(), &loc)
+                                .because(reason),
+                        );
+                    }
+                    links.nodes.insert(loc, c.node);
+                }
+                (Err(EngineError::Store(StoreError::Refused { message, .. })), Some(outside)) => {
+                    let mut node = ChainNode::unknown(loc.clone(), key.end_time);
+                    node.missing = true;
+                    links.refused.insert(
+                        loc.clone(),
+                        format!("it is {outside} and cannot be read: {message}"),
+                    );
+                    links.nodes.insert(loc, node);
+                }
+                (Err(e), _) => {
                     if let Some(tx) = events {
                         let _ = tx.send(Event::Error(e.to_string())).await;
                     }
-                    errors.push(e);
+                    links.errors.push(e);
                 }
             }
         }
-        (outside, errors)
+        links
     }
 
     /// Turns checks and chain findings into verdicts, digests in time order.
@@ -577,6 +632,7 @@ impl Engine {
         stream: &StreamId,
         checked: &[DigestCheck],
         findings: Vec<ChainFinding>,
+        refused: &HashMap<ObjectRef, String>,
     ) -> Vec<Verdict> {
         let mut broken: HashMap<ObjectRef, String> = HashMap::new();
         let mut extra = Vec::new();
@@ -594,6 +650,10 @@ impl Engine {
                     window,
                     reason,
                 } => {
+                    let reason = match object.as_ref().and_then(|o| refused.get(o)) {
+                        Some(why) => format!("{reason}; {why}"),
+                        None => reason,
+                    };
                     let mut v = match &object {
                         Some(o) => Verdict::at(Status::Digest(DigestStatus::Missing), stream, o),
                         None => Verdict::new(
@@ -725,18 +785,20 @@ impl Engine {
             report.logs.push(Self::log_verdict(&stream, location, &log));
         }
         let checked = vec![check];
-        let (outside, errors) = self.fetch_outside_links(&checked, &[], None).await;
-        if let Some(e) = errors.into_iter().next() {
+        let links = self.fetch_outside_links(&checked, &[], None).await;
+        if let Some(e) = links.errors.into_iter().next() {
             return Err(e);
         }
         let mut nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
         if let Some(older) = self.older_digest_if_restart(&checked[0]).await? {
             nodes.insert(0, older);
         }
-        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
-        let mut verdicts = self.chain_verdicts(&stream, &checked, findings).into_iter();
+        let findings = chain::analyse(&nodes, &links.nodes, |o| self.current(o));
+        let mut verdicts = self
+            .chain_verdicts(&stream, &checked, findings, &links.refused)
+            .into_iter();
         report.digest = verdicts.next();
-        report.chain = verdicts.collect();
+        report.chain = verdicts.chain(links.foreign).collect();
         let mut summary = std::mem::take(&mut report.summary);
         for v in report.all() {
             summary.count(v);
@@ -957,7 +1019,7 @@ impl Engine {
         checked.sort_by(|a, b| {
             (a.key.end_time, &a.location().key).cmp(&(b.key.end_time, &b.location().key))
         });
-        let (outside, _) = self
+        let links = self
             .fetch_outside_links(&checked, &unreadable, Some(events))
             .await;
         let mut nodes: Vec<ChainNode> = checked
@@ -979,8 +1041,9 @@ impl Engine {
                 }
             }
         }
-        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
-        for v in self.chain_verdicts(stream_id, &checked, findings) {
+        let findings = chain::analyse(&nodes, &links.nodes, |o| self.current(o));
+        let verdicts = self.chain_verdicts(stream_id, &checked, findings, &links.refused);
+        for v in verdicts.into_iter().chain(links.foreign) {
             let _ = events.send(Event::Verdict(v)).await;
         }
     }
@@ -1096,6 +1159,80 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// A digest in `central` whose previous digest lies in the bucket `attacker`.
+    fn linked_from_another_bucket() -> (TestKey, crate::testdata::History, String) {
+        let t0 = DateTime::parse_from_rfc3339("2026-05-01T00:01:02Z")
+            .unwrap()
+            .to_utc();
+        let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(1));
+        let away = TrailLayout::new("attacker", "111122223333", "us-east-1");
+        let diverted = Generator::new(away, &key, 4).chain(t0, 1, None, |_| 0);
+        let central = TrailLayout::new("central", "111122223333", "us-east-1");
+        let back = Generator::new(central, &key, 5).chain(
+            t0 + Duration::hours(1),
+            1,
+            diverted.digests.first(),
+            |_| 1,
+        );
+        let previous = diverted.digests[0].object.key.clone();
+        (key, back, previous)
+    }
+
+    #[tokio::test]
+    async fn a_previous_digest_refused_in_another_bucket_is_missing_and_a_throttled_one_an_error() {
+        let (key, h, previous) = linked_from_another_bucket();
+        let (digest, log) = (serve(&h.digests[0].object), serve(&h.logs[0]));
+        let loc = ObjectRef::new("central", &h.digests[0].object.key);
+        let dk = DigestKey::parse(&loc.key).unwrap();
+        let denied = {
+            let previous = previous.clone();
+            mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(move |r| r.key() == Some(previous.as_str()))
+                .sequence()
+                .http_status(
+                    403,
+                    Some(
+                        "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                            .into(),
+                    ),
+                )
+                .times(50)
+                .build()
+        };
+        let report = engine(&[&digest, &log, &denied], &key)
+            .validate_digest(&loc, &dk)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.digest.unwrap().status,
+            Status::Digest(DigestStatus::Valid)
+        );
+        let missing = &report.chain[0];
+        assert_eq!(missing.status, Status::Digest(DigestStatus::Missing));
+        assert_eq!(
+            (missing.bucket.as_str(), missing.key.as_deref()),
+            ("attacker", Some(previous.as_str()))
+        );
+        assert_eq!(
+            missing.reason.as_deref(),
+            Some(
+                format!(
+                    "named as the previous digest by {}; it is outside the validated bucket central \
+                     and cannot be read: AccessDenied: Access Denied (HTTP 403)",
+                    loc.key
+                )
+                .as_str()
+            )
+        );
+        // Throttling is no answer about the object: the invocation fails, to be retried.
+        let slow = throttle(&previous);
+        let err = engine(&[&digest, &log, &slow], &key)
+            .validate_digest(&loc, &dk)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("SlowDown"), "{err}");
     }
 
     #[test]
