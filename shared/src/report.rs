@@ -45,6 +45,9 @@ pub enum LogStatus {
     HashMismatch,
     Missing,
     Malformed,
+    /// In the bucket, in time that digests cover, yet listed by none: not delivered by
+    /// CloudTrail as it stands (dropped in, or renamed).
+    Unreferenced,
 }
 
 impl LogStatus {
@@ -54,6 +57,7 @@ impl LogStatus {
             Self::HashMismatch => "hash_mismatch",
             Self::Missing => "missing",
             Self::Malformed => "malformed",
+            Self::Unreferenced => "unreferenced",
         }
     }
 }

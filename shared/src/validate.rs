@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use futures::{StreamExt, stream};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::consolidate::Location;
+use crate::coverage::Coverage;
 use crate::digest::chain::{self, ChainFinding, ChainNode, previous_location};
 use crate::digest::file::{DigestFile, LogFileEntry};
 use crate::digest::key::{self, DigestKey, StreamId};
@@ -16,7 +17,7 @@ use crate::digest::signature::{SIGNATURE_ALGORITHM, string_to_sign};
 use crate::gzip::{gunzip_all, sha256};
 use crate::keys::{KeyError, KeyRing, SigningWindow};
 use crate::report::{DigestReport, DigestStatus, LogStatus, Status, Verdict};
-use crate::store::{Fetched, LogContent, ObjectRef, Store, StoreError};
+use crate::store::{Fetched, Listing, LogContent, ObjectRef, Store, StoreError};
 
 /// Metadata CloudTrail puts on every digest object (the SDK gives the keys in lower case).
 pub const META_SIGNATURE: &str = "signature";
@@ -158,12 +159,42 @@ impl HistoryScope {
     }
 }
 
-/// One region's digests of one account: the unit that is listed and checked together.
+/// One region's digests and logs of one account: the unit that is listed and checked together.
 #[derive(Debug, Clone)]
-struct RegionDir {
-    org_id: Option<String>,
-    account: String,
-    region: String,
+pub struct RegionDir {
+    /// `o-…` for the organization trail layout.
+    pub org_id: Option<String>,
+    pub account: String,
+    pub region: String,
+}
+
+/// How a region folder is gone through.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// Whether the logs that digests list are read and hashed; a sweep for unreferenced logs
+    /// reads the digests only.
+    hash_logs: bool,
+}
+
+/// What a sweep for unreferenced logs found.
+#[derive(Debug, Default)]
+pub struct LogSweep {
+    /// The `unreferenced` log verdicts.
+    pub unreferenced: Vec<Verdict>,
+    /// Objects or listings that could not be read: the sweep is incomplete; run it again.
+    pub errors: Vec<String>,
+}
+
+/// The listing bounds for a folder of date folders: from the day before `start` to the day
+/// after `end` (keys sort by their date folders).
+fn day_bounds(folder: &str, scope: &HistoryScope) -> (Option<String>, Option<String>) {
+    let start_after = scope
+        .start
+        .map(|s| format!("{folder}{}", (s - Duration::days(1)).format("%Y/%m/%d")));
+    let until = scope
+        .end
+        .map(|e| format!("{folder}{}/~", (e + Duration::days(1)).format("%Y/%m/%d")));
+    (start_after, until)
 }
 
 /// The previous digests linked from outside a run's listing, as [`Engine::fetch_outside_links`]
@@ -527,14 +558,19 @@ impl Engine {
         out
     }
 
+    /// One digest and, when `hash_logs`, the logs it lists (which `check.logs` keeps).
     async fn check_with_logs(
         &self,
         location: ObjectRef,
         key: DigestKey,
+        hash_logs: bool,
     ) -> Result<(DigestCheck, Vec<Result<LogCheck, EngineError>>), EngineError> {
-        let mut check = self.check_digest(&location, &key).await?;
-        let logs = self.check_logs(&check).await;
-        check.logs = Vec::new();
+        let check = self.check_digest(&location, &key).await?;
+        let logs = if hash_logs {
+            self.check_logs(&check).await
+        } else {
+            Vec::new()
+        };
         Ok((check, logs))
     }
 
@@ -763,7 +799,9 @@ impl Engine {
         location: &ObjectRef,
         key: &DigestKey,
     ) -> Result<DigestReport, EngineError> {
-        let (check, logs) = self.check_with_logs(location.clone(), key.clone()).await?;
+        let (check, logs) = self
+            .check_with_logs(location.clone(), key.clone(), true)
+            .await?;
         let stream = key.stream();
         let mut report = DigestReport {
             bucket: location.bucket.clone(),
@@ -819,7 +857,8 @@ impl Engine {
         stream::iter(dirs)
             .map(|dir| {
                 let events = events.clone();
-                async move { self.validate_region_dir(scope, dir, events).await }
+                let pass = Pass { hash_logs: true };
+                async move { self.validate_region_dir(scope, dir, events, pass).await }
             })
             .buffer_unordered(REGION_DIRS_AT_ONCE)
             .collect::<Vec<()>>()
@@ -894,25 +933,113 @@ impl Engine {
         Ok(dirs)
     }
 
+    /// The logs of one day that no digest lists (see [`Coverage::unreferenced`]): the entry
+    /// point for a scheduled sweep of the day before. It reads the digests around the day (not
+    /// the logs they list) and lists the day's logs.
+    pub async fn unreferenced_logs(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        dir: &RegionDir,
+        day: NaiveDate,
+    ) -> LogSweep {
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        let scope = HistoryScope {
+            bucket: bucket.to_string(),
+            prefix: prefix.map(str::to_string),
+            accounts: vec![dir.account.clone()],
+            regions: vec![dir.region.clone()],
+            trail: None,
+            org_id: dir.org_id.clone(),
+            start: Some(start),
+            end: Some(start + Duration::days(1) - Duration::seconds(1)),
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let run = self.validate_region_dir(&scope, dir.clone(), tx, Pass { hash_logs: false });
+        let collect = async {
+            let mut sweep = LogSweep::default();
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Event::Verdict(v) if v.status == Status::Log(LogStatus::Unreferenced) => {
+                        sweep.unreferenced.push(v)
+                    }
+                    Event::Error(e) => sweep.errors.push(e),
+                    _ => {}
+                }
+            }
+            sweep
+        };
+        let ((), sweep) = tokio::join!(run, collect);
+        sweep
+    }
+
+    /// One region folder: its digests (and their logs), then its logs that no digest lists.
     async fn validate_region_dir(
         &self,
         scope: &HistoryScope,
         dir: RegionDir,
         events: mpsc::Sender<Event>,
+        pass: Pass,
     ) {
+        // The logs are listed while the digests are checked, not after.
+        let (logs, coverage) = tokio::join!(
+            self.list_logs(scope, &dir),
+            self.validate_digest_dir(scope, &dir, &events, pass)
+        );
+        let Some(coverage) = coverage else { return };
+        match logs {
+            Ok(listing) => {
+                let keys = listing.keys.iter().map(String::as_str);
+                for v in coverage.unreferenced(&scope.bucket, keys, scope.start, scope.end) {
+                    let _ = events.send(Event::Verdict(v)).await;
+                }
+            }
+            Err(e) => {
+                let _ = events.send(Event::Error(e.to_string())).await;
+            }
+        }
+    }
+
+    async fn list_logs(
+        &self,
+        scope: &HistoryScope,
+        dir: &RegionDir,
+    ) -> Result<Listing, StoreError> {
+        let folder = key::log_region_dir(
+            scope.prefix.as_deref(),
+            dir.org_id.as_deref(),
+            &dir.account,
+            &dir.region,
+        );
+        let (start_after, until) = day_bounds(&folder, scope);
+        self.inner
+            .store
+            .list(
+                &scope.bucket,
+                &folder,
+                start_after.as_deref(),
+                until.as_deref(),
+                None,
+            )
+            .await
+    }
+
+    /// The digests of one region folder, stream by stream; what they vouch for, or `None` when
+    /// the folder could not be listed (reported as an error).
+    async fn validate_digest_dir(
+        &self,
+        scope: &HistoryScope,
+        dir: &RegionDir,
+        events: &mpsc::Sender<Event>,
+        pass: Pass,
+    ) -> Option<Coverage> {
         let folder = key::digest_region_dir(
             scope.prefix.as_deref(),
             dir.org_id.as_deref(),
             &dir.account,
             &dir.region,
         );
-        // Keys sort by their date folders: list from the day before `start` to the day after `end`.
-        let start_after = scope
-            .start
-            .map(|s| format!("{folder}{}", (s - Duration::days(1)).format("%Y/%m/%d")));
-        let until = scope
-            .end
-            .map(|e| format!("{folder}{}/~", (e + Duration::days(1)).format("%Y/%m/%d")));
+        let (start_after, until) = day_bounds(&folder, scope);
         let listing = match self
             .inner
             .store
@@ -928,9 +1055,10 @@ impl Engine {
             Ok(l) => l,
             Err(e) => {
                 let _ = events.send(Event::Error(e.to_string())).await;
-                return;
+                return None;
             }
         };
+        let mut coverage = Coverage::default();
         let mut streams: BTreeMap<StreamId, Vec<(ObjectRef, DigestKey)>> = BTreeMap::new();
         for k in listing.keys {
             match DigestKey::parse(&k) {
@@ -938,6 +1066,10 @@ impl Engine {
                     .entry(dk.stream())
                     .or_default()
                     .push((ObjectRef::new(&scope.bucket, k), dk)),
+                // Another trail's digest, not read: what it lists is unknown.
+                Ok(dk) if scope.trail.as_ref().is_some_and(|t| *t != dk.trail) => {
+                    coverage.unknown(Coverage::key_window(dk.end_time))
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "skipping a key that is not a digest"),
             }
@@ -955,9 +1087,12 @@ impl Engine {
             digests.sort_by(|a, b| (a.1.end_time, &a.0.key).cmp(&(b.1.end_time, &b.0.key)));
             // Without --start the listing began at the folder's first digest.
             let look_back = scope.start.is_some();
-            self.validate_stream(&stream_id, digests, look_back, &events)
+            let vouched = self
+                .validate_stream(&stream_id, digests, look_back, pass, events)
                 .await;
+            coverage.merge(vouched);
         }
+        Some(coverage)
     }
 
     async fn validate_stream(
@@ -965,8 +1100,10 @@ impl Engine {
         stream_id: &StreamId,
         digests: Vec<(ObjectRef, DigestKey)>,
         look_back: bool,
+        pass: Pass,
         events: &mpsc::Sender<Event>,
-    ) {
+    ) -> Coverage {
+        let mut coverage = Coverage::default();
         let mut checked: Vec<DigestCheck> = Vec::with_capacity(digests.len());
         let mut unreadable: Vec<ChainNode> = Vec::new();
         let mut results = stream::iter(digests)
@@ -974,8 +1111,10 @@ impl Engine {
                 let engine = self.clone();
                 let placeholder = (loc.clone(), key.clone());
                 async move {
-                    let r =
-                        tokio::spawn(async move { engine.check_with_logs(loc, key).await }).await;
+                    let r = tokio::spawn(async move {
+                        engine.check_with_logs(loc, key, pass.hash_logs).await
+                    })
+                    .await;
                     (
                         placeholder,
                         r.map_err(|e| EngineError::Task(e.to_string()))
@@ -986,7 +1125,7 @@ impl Engine {
             .buffer_unordered(self.inner.concurrency);
         while let Some(((loc, key), result)) = results.next().await {
             match result {
-                Ok((check, logs)) => {
+                Ok((mut check, logs)) => {
                     for log in logs {
                         match log {
                             Ok(l) => {
@@ -1005,11 +1144,26 @@ impl Engine {
                             }
                         }
                     }
+                    let listed: Vec<ObjectRef> = check
+                        .logs
+                        .drain(..)
+                        .map(|l| self.current(&ObjectRef::new(&l.s3_bucket, &l.s3_object)))
+                        .collect();
+                    match (check.node.authentic, check.node.start, check.node.end) {
+                        (true, Some(start), Some(end)) => coverage.vouched(
+                            (start, end),
+                            check.key.stream(),
+                            &check.location().key,
+                            listed,
+                        ),
+                        _ => coverage.unknown(Coverage::key_window(key.end_time)),
+                    }
                     checked.push(check);
                 }
                 Err(e) => {
                     let _ = events.send(Event::Error(e.to_string())).await;
                     // Unknown, not judged: no verdict, and links to it are not checked either.
+                    coverage.unknown(Coverage::key_window(key.end_time));
                     unreadable.push(ChainNode::unknown(loc, key.end_time));
                 }
             }
@@ -1044,8 +1198,12 @@ impl Engine {
         let findings = chain::analyse(&nodes, &links.nodes, |o| self.current(o));
         let verdicts = self.chain_verdicts(stream_id, &checked, findings, &links.refused);
         for v in verdicts.into_iter().chain(links.foreign) {
+            if let (Status::Digest(DigestStatus::Missing), Some(window)) = (v.status, v.window) {
+                coverage.unknown(window);
+            }
             let _ = events.send(Event::Verdict(v)).await;
         }
+        coverage
     }
 }
 

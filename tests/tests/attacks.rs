@@ -9,7 +9,10 @@ use digest_validator::{Config, Deps, RecordSink, handle};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use trailkeeper::digest::file::format_time;
+use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource};
+use trailkeeper::store::Store;
 use trailkeeper::testdata::{Generator, History, TestKey, TrailLayout};
+use trailkeeper::validate::{Engine, RegionDir};
 use trailkeeper_e2e::*;
 
 const ACCOUNT: &str = "111122223333";
@@ -396,20 +399,42 @@ async fn attack_3_a_log_no_digest_lists_is_unreferenced_unless_too_recent_to_jud
             .unwrap()
             .to_utc(),
     );
-    assert_eq!(
-        run.not_valid(),
-        vec![&json!({
-            "type": "log", "status": "unreferenced", "bucket": sc.bucket, "key": forged.key,
-            "account": ACCOUNT, "region": "us-east-1", "trail": "trailkeeper",
-            "reason": format!(
-                "no digest lists it, yet {} covers its delivery minute {minute}",
-                history.digests[1].object.key
-            ),
-        })]
-    );
+    let finding = json!({
+        "type": "log", "status": "unreferenced", "bucket": sc.bucket, "key": forged.key,
+        "account": ACCOUNT, "region": "us-east-1", "trail": "trailkeeper",
+        "reason": format!(
+            "no digest lists it, yet {} covers its delivery minute {minute}",
+            history.digests[1].object.key
+        ),
+    });
+    assert_eq!(run.not_valid(), vec![&finding]);
     assert_eq!(
         run.summary()["logs"],
         json!({"unreferenced": 1, "valid": 8})
     );
     assert_eq!(run.summary()["findings"], 1);
+
+    // The entry point of a scheduled sweep of the day before: digests read, logs listed, the
+    // same finding.
+    let config = aws_config().await;
+    let engine = Engine::new(
+        Store::new(trailkeeper::store::s3_client(&config)),
+        KeyRing::new(KeySource::Api(Box::new(CloudTrailKeys::new(&config)))),
+        8,
+    );
+    let dir = RegionDir {
+        org_id: None,
+        account: ACCOUNT.into(),
+        region: "us-east-1".into(),
+    };
+    let sweep = engine
+        .unreferenced_logs(&sc.bucket, None, &dir, t0().date_naive())
+        .await;
+    assert!(sweep.errors.is_empty(), "{:?}", sweep.errors);
+    let found: Vec<Value> = sweep
+        .unreferenced
+        .iter()
+        .map(|v| serde_json::from_str(&v.to_json_line()).unwrap())
+        .collect();
+    assert_eq!(found, vec![finding]);
 }
