@@ -56,6 +56,10 @@ pub struct ValidateArgs {
     /// sources.
     #[arg(long, value_name = "S3_URI")]
     pub manifest: Option<String>,
+    /// Exit 1 when the chain restarted (a `gap`: logging or log file validation was off), as
+    /// for a finding.
+    #[arg(long)]
+    pub fail_on_gap: bool,
     /// Objects read at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -124,7 +128,10 @@ pub async fn run(args: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
         args.format == Format::Text,
         "{spinner} {pos}/{len} digests [{elapsed_precise}] {wide_bar} {msg}",
     );
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        fail_on_gap: args.fail_on_gap,
+        ..Summary::default()
+    };
     while let Some(event) = rx.recv().await {
         match event {
             Event::Listed(n) => progress.inc_length(n),
@@ -258,6 +265,9 @@ fn write_text_summary(out: &mut dyn Write, s: &Summary, seconds: f64) {
         "{}",
         match s.exit_code() {
             0 => "result: every digest and log file in scope is valid",
+            1 if s.findings() == 0 => {
+                "result: GAPS: the digest chain restarted (logging or validation was off)"
+            }
             1 => "result: FINDINGS: at least one digest or log file is not valid",
             _ => "result: INCOMPLETE: some objects could not be read; run again",
         }

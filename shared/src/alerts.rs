@@ -92,6 +92,40 @@ pub fn reproduce_command(finding: &Verdict, period: (DateTime<Utc>, DateTime<Utc
 }
 
 impl Alert {
+    /// The alert for a chain restart found before the digest `digest_key`: the hours in which no
+    /// digest chain vouches for the record (logging or log file validation was off).
+    pub fn for_gap(
+        gap: &Verdict,
+        digest_key: &str,
+        period: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Self {
+        let (from, until) = gap.window.unwrap_or(period);
+        let hours = gap.hours().unwrap_or_default();
+        let mut subject = format!(
+            "trailkeeper: digest chain gap of {hours:.1} hours in account {} {}",
+            gap.account, gap.region
+        );
+        subject.truncate(100);
+        let message = format!(
+            "trailkeeper found a gap in the CloudTrail history of account {account}, region {region} (trail {trail}).\n\n\
+             What:   {reason}\n\
+             Digest: s3://{bucket}/{digest_key} (the first digest of the new chain)\n\
+             When:   from {from} to {until}\n\n\
+             StopLogging, or turning log file validation off, leaves such a gap: look for StopLogging,\n\
+             UpdateTrail and DeleteTrail in the account's CloudTrail events of that time.\n\n\
+             Reproduce with:\n  trailkeeper validate --bucket {bucket} --account {account} --region {region} --trail {trail} --start {from} --end {end} --fail-on-gap\n",
+            account = gap.account,
+            region = gap.region,
+            trail = gap.trail,
+            reason = gap.reason.as_deref().unwrap_or("no digest chain"),
+            bucket = gap.bucket,
+            from = format_time(from),
+            until = format_time(until),
+            end = format_time(period.1),
+        );
+        Self { subject, message }
+    }
+
     /// The alert for an account the scheduled audit found uncovered or could not read; `None`
     /// for a covered account.
     pub fn for_account_audit(audit: &crate::audit::AccountAudit) -> Option<Self> {

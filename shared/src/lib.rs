@@ -7,6 +7,7 @@ pub mod athena;
 pub mod audit;
 pub mod config;
 pub mod consolidate;
+pub mod coverage;
 pub mod digest;
 pub mod events;
 pub mod gzip;

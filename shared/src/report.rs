@@ -45,6 +45,9 @@ pub enum LogStatus {
     HashMismatch,
     Missing,
     Malformed,
+    /// In the bucket, in time that digests cover, yet listed by none: not delivered by
+    /// CloudTrail as it stands (dropped in, or renamed).
+    Unreferenced,
 }
 
 impl LogStatus {
@@ -54,6 +57,7 @@ impl LogStatus {
             Self::HashMismatch => "hash_mismatch",
             Self::Missing => "missing",
             Self::Malformed => "malformed",
+            Self::Unreferenced => "unreferenced",
         }
     }
 }
@@ -134,6 +138,12 @@ impl Verdict {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The length of the window, in hours to a tenth: for a gap, the hours without a chain.
+    pub fn hours(&self) -> Option<f64> {
+        self.window
+            .map(|(from, to)| ((to - from).num_seconds() as f64 / 360.0).round() / 10.0)
+    }
 }
 
 impl Serialize for Verdict {
@@ -150,6 +160,9 @@ impl Serialize for Verdict {
         if let Some((from, to)) = self.window {
             m.serialize_entry("start", &format_time(from))?;
             m.serialize_entry("end", &format_time(to))?;
+        }
+        if self.status == Status::Gap {
+            m.serialize_entry("hours", &self.hours())?;
         }
         if let Some(d) = &self.digest {
             m.serialize_entry("digest", d)?;
@@ -169,6 +182,8 @@ pub struct Summary {
     /// Uncompressed bytes hashed.
     pub bytes: u64,
     pub compressed_bytes: u64,
+    /// `--fail-on-gap`: a chain restart fails the run like a finding.
+    pub fail_on_gap: bool,
 }
 
 impl Summary {
@@ -190,11 +205,12 @@ impl Summary {
         bad(&self.digests) + bad(&self.logs)
     }
 
-    /// 0: everything valid (gaps allowed); 1: at least one finding; 2: the run is incomplete.
+    /// 0: everything valid (gaps allowed unless `fail_on_gap`); 1: at least one finding (or gap);
+    /// 2: the run is incomplete.
     pub fn exit_code(&self) -> i32 {
         if self.errors > 0 {
             2
-        } else if self.findings() > 0 {
+        } else if self.findings() > 0 || (self.fail_on_gap && self.gaps > 0) {
             1
         } else {
             0
@@ -253,6 +269,11 @@ impl DigestReport {
         self.all().filter(|v| v.is_finding())
     }
 
+    /// Chain restarts before this digest: not findings, but alerted as they happen.
+    pub fn gaps(&self) -> impl Iterator<Item = &Verdict> {
+        self.all().filter(|v| v.status == Status::Gap)
+    }
+
     pub fn verdict(&self) -> &'static str {
         self.digest.as_ref().map_or("unknown", Verdict::status_str)
     }
@@ -264,7 +285,7 @@ impl DigestReport {
             self.digest
                 .iter()
                 .chain(&self.chain)
-                .filter(|v| v.is_finding() != valid)
+                .filter(|v| v.kind() == "digest" && v.is_finding() != valid)
                 .count()
         };
         let findings: Vec<serde_json::Value> = self
@@ -275,6 +296,17 @@ impl DigestReport {
                 })
             })
             .collect();
+        let gaps: Vec<serde_json::Value> = self
+            .gaps()
+            .map(|v| {
+                let (from, to) = v.window.unwrap_or(self.period);
+                serde_json::json!({
+                    "start": format_time(from), "end": format_time(to), "hours": v.hours(),
+                    "reason": v.reason,
+                })
+            })
+            .collect();
+        let hours_without_chain: f64 = self.gaps().filter_map(Verdict::hours).sum();
         serde_json::json!({
             "_aws": {
                 "Timestamp": now.timestamp_millis(),
@@ -287,6 +319,8 @@ impl DigestReport {
                         {"Name": "LogFilesValidated", "Unit": "Count"},
                         {"Name": "LogFilesInvalid", "Unit": "Count"},
                         {"Name": "BytesHashed", "Unit": "Bytes"},
+                        {"Name": "ChainGaps", "Unit": "Count"},
+                        {"Name": "HoursWithoutChain", "Unit": "None"},
                     ],
                 }],
             },
@@ -297,6 +331,8 @@ impl DigestReport {
             "LogFilesValidated": self.logs.len(),
             "LogFilesInvalid": self.logs.iter().filter(|v| v.is_finding()).count(),
             "BytesHashed": self.summary.bytes,
+            "ChainGaps": gaps.len(),
+            "HoursWithoutChain": hours_without_chain,
             "verdict": self.verdict(),
             "trail": self.stream.trail,
             "bucket": self.bucket,
@@ -306,6 +342,7 @@ impl DigestReport {
             "bytes": self.summary.bytes,
             "compressedBytes": self.summary.compressed_bytes,
             "findings": findings,
+            "gaps": gaps,
         })
     }
 }

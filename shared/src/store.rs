@@ -44,6 +44,10 @@ impl fmt::Display for ObjectRef {
 pub enum StoreError {
     #[error("reading {object}: {message}")]
     Read { object: ObjectRef, message: String },
+    /// S3 answered that the bucket does not exist, or that we may not read it: a permission
+    /// problem in our own bucket, but what a trail pointed at an attacker's bucket leaves behind.
+    #[error("reading {object}: {message}")]
+    Refused { object: ObjectRef, message: String },
     #[error("listing s3://{bucket}/{prefix}: {message}")]
     List {
         bucket: String,
@@ -145,6 +149,10 @@ pub struct Listing {
     pub prefixes: Vec<String>,
 }
 
+/// The S3 error codes of [`StoreError::Refused`].
+const REFUSED_NO_SUCH_BUCKET: &str = "NoSuchBucket";
+const REFUSED_ACCESS_DENIED: &str = "AccessDenied";
+
 /// How many times a body that broke off in transit is read again from the start.
 const BODY_ATTEMPTS: u32 = 3;
 
@@ -170,6 +178,17 @@ impl Store {
             Ok(out) => Ok(Some(out)),
             Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => {
                 Ok(None)
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error().and_then(ProvideErrorMetadata::code),
+                    Some(REFUSED_NO_SUCH_BUCKET | REFUSED_ACCESS_DENIED)
+                ) =>
+            {
+                Err(StoreError::Refused {
+                    object: object.clone(),
+                    message: describe_sdk_error(&e),
+                })
             }
             Err(e) => Err(StoreError::Read {
                 object: object.clone(),

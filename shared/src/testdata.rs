@@ -414,7 +414,8 @@ impl<'k> Generator<'k> {
                 .iter()
                 .filter_map(|f| f.oldest_event_time.clone())
                 .min(),
-            previous_digest_s3_bucket: previous.map(|_| l.bucket.clone()),
+            // The previous digest's own bucket: a trail pointed elsewhere for a while links across.
+            previous_digest_s3_bucket: previous.map(|p| p.json.digest_s3_bucket.clone()),
             previous_digest_s3_object: previous.map(|p| p.object.key.clone()),
             previous_digest_hash_value: previous.map(|p| p.sha256_hex.clone()),
             previous_digest_hash_algorithm: previous.map(|_| "SHA-256".into()),
@@ -452,6 +453,18 @@ impl<'k> Generator<'k> {
             history.digests.push(digest);
         }
         history
+    }
+
+    /// What CloudTrail writes after `StopLogging` for `stopped` and `StartLogging`: a new chain
+    /// (its first digest has a null previous digest) that starts `stopped` after `last` ended.
+    pub fn restart(
+        &mut self,
+        last: &GeneratedDigest,
+        stopped: Duration,
+        hours: usize,
+        logs: impl Fn(usize) -> usize,
+    ) -> History {
+        self.chain(last.end + stopped, hours, None, logs)
     }
 
     /// A backfill digest for logs delivered late, generated at `generated`.

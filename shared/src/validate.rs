@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use futures::{StreamExt, stream};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::consolidate::Location;
+use crate::coverage::Coverage;
 use crate::digest::chain::{self, ChainFinding, ChainNode, previous_location};
 use crate::digest::file::{DigestFile, LogFileEntry};
 use crate::digest::key::{self, DigestKey, StreamId};
@@ -16,7 +17,7 @@ use crate::digest::signature::{SIGNATURE_ALGORITHM, string_to_sign};
 use crate::gzip::{gunzip_all, sha256};
 use crate::keys::{KeyError, KeyRing, SigningWindow};
 use crate::report::{DigestReport, DigestStatus, LogStatus, Status, Verdict};
-use crate::store::{Fetched, LogContent, ObjectRef, Store, StoreError};
+use crate::store::{Fetched, Listing, LogContent, ObjectRef, Store, StoreError};
 
 /// Metadata CloudTrail puts on every digest object (the SDK gives the keys in lower case).
 pub const META_SIGNATURE: &str = "signature";
@@ -158,12 +159,54 @@ impl HistoryScope {
     }
 }
 
-/// One region's digests of one account: the unit that is listed and checked together.
+/// One region's digests and logs of one account: the unit that is listed and checked together.
 #[derive(Debug, Clone)]
-struct RegionDir {
-    org_id: Option<String>,
-    account: String,
-    region: String,
+pub struct RegionDir {
+    /// `o-…` for the organization trail layout.
+    pub org_id: Option<String>,
+    pub account: String,
+    pub region: String,
+}
+
+/// How a region folder is gone through.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// Whether the logs that digests list are read and hashed; a sweep for unreferenced logs
+    /// reads the digests only.
+    hash_logs: bool,
+}
+
+/// What a sweep for unreferenced logs found.
+#[derive(Debug, Default)]
+pub struct LogSweep {
+    /// The `unreferenced` log verdicts.
+    pub unreferenced: Vec<Verdict>,
+    /// Objects or listings that could not be read: the sweep is incomplete; run it again.
+    pub errors: Vec<String>,
+}
+
+/// The listing bounds for a folder of date folders: from the day before `start` to the day
+/// after `end` (keys sort by their date folders).
+fn day_bounds(folder: &str, scope: &HistoryScope) -> (Option<String>, Option<String>) {
+    let start_after = scope
+        .start
+        .map(|s| format!("{folder}{}", (s - Duration::days(1)).format("%Y/%m/%d")));
+    let until = scope
+        .end
+        .map(|e| format!("{folder}{}/~", (e + Duration::days(1)).format("%Y/%m/%d")));
+    (start_after, until)
+}
+
+/// The previous digests linked from outside a run's listing, as [`Engine::fetch_outside_links`]
+/// found them.
+#[derive(Default)]
+struct OutsideLinks {
+    nodes: HashMap<ObjectRef, ChainNode>,
+    errors: Vec<EngineError>,
+    /// Why a previous digest in another bucket is missing: S3's answer.
+    refused: HashMap<ObjectRef, String>,
+    /// Verdicts on the previous digests in another bucket that could be read.
+    foreign: Vec<Verdict>,
 }
 
 /// How many region folders are checked at once; each may hold years of digests.
@@ -515,60 +558,108 @@ impl Engine {
         out
     }
 
+    /// One digest and, when `hash_logs`, the logs it lists (which `check.logs` keeps).
     async fn check_with_logs(
         &self,
         location: ObjectRef,
         key: DigestKey,
+        hash_logs: bool,
     ) -> Result<(DigestCheck, Vec<Result<LogCheck, EngineError>>), EngineError> {
-        let mut check = self.check_digest(&location, &key).await?;
-        let logs = self.check_logs(&check).await;
-        check.logs = Vec::new();
+        let check = self.check_digest(&location, &key).await?;
+        let logs = if hash_logs {
+            self.check_logs(&check).await
+        } else {
+            Vec::new()
+        };
         Ok((check, logs))
     }
 
     /// Fetches the linked previous digests that are neither among `checked` nor `unreadable`
     /// (already read in vain, and reported, in this run: reading them again as a link would
-    /// only report them twice).
+    /// only report them twice). A previous digest outside the bucket of the digest that names it
+    /// (the trail was pointed elsewhere for a while) is evidence like any other: when S3 refuses
+    /// it (no such bucket or key, access denied) it is missing, with S3's answer, never an error
+    /// to retry; when it can be read, it gets a verdict of its own that names its bucket.
     async fn fetch_outside_links(
         &self,
         checked: &[DigestCheck],
         unreadable: &[ChainNode],
         events: Option<&mpsc::Sender<Event>>,
-    ) -> (HashMap<ObjectRef, ChainNode>, Vec<EngineError>) {
+    ) -> OutsideLinks {
         let have: HashSet<&ObjectRef> = checked
             .iter()
             .map(|c| c.location())
             .chain(unreadable.iter().map(|n| &n.location))
             .collect();
-        let wanted: Vec<(ObjectRef, DigestKey)> = checked
-            .iter()
-            .filter(|c| c.node.authentic)
-            .filter_map(|c| c.node.previous.as_ref().and_then(previous_location))
-            .map(|loc| self.current(&loc))
-            .filter(|loc| !have.contains(loc))
-            .filter_map(|loc| DigestKey::parse(&loc.key).ok().map(|k| (loc, k)))
-            .collect();
-        let mut outside = HashMap::new();
-        let mut errors = Vec::new();
+        let mut wanted: Vec<(ObjectRef, DigestKey, ObjectRef)> = Vec::new();
+        let mut seen: HashSet<ObjectRef> = HashSet::new();
+        for c in checked.iter().filter(|c| c.node.authentic) {
+            let Some(loc) = c.node.previous.as_ref().and_then(previous_location) else {
+                continue;
+            };
+            let loc = self.current(&loc);
+            if have.contains(&loc) || !seen.insert(loc.clone()) {
+                continue;
+            }
+            if let Ok(k) = DigestKey::parse(&loc.key) {
+                wanted.push((loc, k, c.location().clone()));
+            }
+        }
+        let mut links = OutsideLinks::default();
         let results: Vec<_> = stream::iter(wanted)
-            .map(|(loc, key)| async move { self.check_digest(&loc, &key).await })
+            .map(|(loc, key, named_by)| async move {
+                let r = self.check_digest(&loc, &key).await;
+                (loc, key, named_by, r)
+            })
             .buffer_unordered(self.inner.concurrency)
             .collect()
             .await;
-        for r in results {
-            match r {
-                Ok(c) => {
-                    outside.insert(c.node.location.clone(), c.node);
+        for (loc, key, named_by, r) in results {
+            let outside = (loc.bucket != named_by.bucket)
+                .then(|| format!("outside the validated bucket {}", named_by.bucket));
+            match (r, outside) {
+                (Ok(c), None) => {
+                    links.nodes.insert(loc, c.node);
                 }
-                Err(e) => {
+                (Ok(c), Some(outside)) => {
+                    if c.node.missing {
+                        links.refused.insert(
+                            loc.clone(),
+                            format!(
+                                "it is {outside} and cannot be read: NoSuchKey: the object does not exist"
+                            ),
+                        );
+                    } else {
+                        let why = format!("{outside}: the previous digest of {}", named_by.key);
+                        let reason = match &c.reason {
+                            Some(r) => format!("{r}; {why}"),
+                            None => why,
+                        };
+                        links.foreign.push(
+                            Verdict::at(Status::Digest(c.status), &key.stream(), &loc)
+                                .because(reason),
+                        );
+                    }
+                    links.nodes.insert(loc, c.node);
+                }
+                (Err(EngineError::Store(StoreError::Refused { message, .. })), Some(outside)) => {
+                    let mut node = ChainNode::unknown(loc.clone(), key.end_time);
+                    node.missing = true;
+                    links.refused.insert(
+                        loc.clone(),
+                        format!("it is {outside} and cannot be read: {message}"),
+                    );
+                    links.nodes.insert(loc, node);
+                }
+                (Err(e), _) => {
                     if let Some(tx) = events {
                         let _ = tx.send(Event::Error(e.to_string())).await;
                     }
-                    errors.push(e);
+                    links.errors.push(e);
                 }
             }
         }
-        (outside, errors)
+        links
     }
 
     /// Turns checks and chain findings into verdicts, digests in time order.
@@ -577,6 +668,7 @@ impl Engine {
         stream: &StreamId,
         checked: &[DigestCheck],
         findings: Vec<ChainFinding>,
+        refused: &HashMap<ObjectRef, String>,
     ) -> Vec<Verdict> {
         let mut broken: HashMap<ObjectRef, String> = HashMap::new();
         let mut extra = Vec::new();
@@ -594,6 +686,10 @@ impl Engine {
                     window,
                     reason,
                 } => {
+                    let reason = match object.as_ref().and_then(|o| refused.get(o)) {
+                        Some(why) => format!("{reason}; {why}"),
+                        None => reason,
+                    };
                     let mut v = match &object {
                         Some(o) => Verdict::at(Status::Digest(DigestStatus::Missing), stream, o),
                         None => Verdict::new(
@@ -607,11 +703,13 @@ impl Engine {
                     extra.push(v.because(reason));
                 }
                 ChainFinding::Gap { window } => {
-                    let mut v = Verdict::new(Status::Gap, stream, &bucket, None).because(
-                        "no digest chain: CloudTrail started a new chain (logging or validation was off)",
-                    );
+                    let mut v = Verdict::new(Status::Gap, stream, &bucket, None);
                     v.window = Some(window);
-                    extra.push(v);
+                    let hours = v.hours().unwrap_or_default();
+                    extra.push(v.because(format!(
+                        "no digest chain for {hours:.1} hours: CloudTrail started a new chain \
+                         (logging or log file validation was off)"
+                    )));
                 }
             }
         }
@@ -640,6 +738,60 @@ impl Engine {
         v
     }
 
+    /// For an authentic digest that starts a chain, the newest older digest of its stream, known
+    /// by its key: with one, the digest is a restart (a gap); without, the stream's first digest.
+    /// Backfill digests start no chain. Cheap, as the Lambda does it per digest: one listing of
+    /// the two days before the digest, and only when that finds nothing, one of its folder
+    /// before them.
+    async fn older_digest_if_restart(
+        &self,
+        check: &DigestCheck,
+    ) -> Result<Option<ChainNode>, EngineError> {
+        if !check.node.authentic || check.node.previous.is_some() || check.key.backfill {
+            return Ok(None);
+        }
+        let (key, location) = (&check.key, check.location());
+        let folder = key::digest_region_dir(
+            key.prefix.as_deref(),
+            key.org_id.as_deref(),
+            &key.account,
+            &key.region,
+        );
+        let stream = key.stream();
+        let newest = |keys: Vec<String>| {
+            keys.into_iter()
+                .filter(|k| *k < location.key)
+                .filter_map(|k| {
+                    DigestKey::parse(&k)
+                        .ok()
+                        .filter(|d| d.stream() == stream)
+                        .map(|d| (d.end_time, k))
+                })
+                .max()
+        };
+        let recent = format!(
+            "{folder}{}",
+            (key.end_time - Duration::days(2)).format("%Y/%m/%d")
+        );
+        let store = &self.inner.store;
+        let bucket = &location.bucket;
+        let mut found = newest(
+            store
+                .list(bucket, &folder, Some(&recent), Some(&location.key), None)
+                .await?
+                .keys,
+        );
+        if found.is_none() {
+            found = newest(
+                store
+                    .list(bucket, &folder, None, Some(&recent), None)
+                    .await?
+                    .keys,
+            );
+        }
+        Ok(found.map(|(time, k)| ChainNode::unknown(ObjectRef::new(bucket, k), time)))
+    }
+
     /// Validates one delivered digest: its signature, its logs, and its link to the previous one.
     /// This is the digest-validator Lambda's whole job.
     pub async fn validate_digest(
@@ -647,7 +799,9 @@ impl Engine {
         location: &ObjectRef,
         key: &DigestKey,
     ) -> Result<DigestReport, EngineError> {
-        let (check, logs) = self.check_with_logs(location.clone(), key.clone()).await?;
+        let (check, logs) = self
+            .check_with_logs(location.clone(), key.clone(), true)
+            .await?;
         let stream = key.stream();
         let mut report = DigestReport {
             bucket: location.bucket.clone(),
@@ -669,15 +823,20 @@ impl Engine {
             report.logs.push(Self::log_verdict(&stream, location, &log));
         }
         let checked = vec![check];
-        let (outside, errors) = self.fetch_outside_links(&checked, &[], None).await;
-        if let Some(e) = errors.into_iter().next() {
+        let links = self.fetch_outside_links(&checked, &[], None).await;
+        if let Some(e) = links.errors.into_iter().next() {
             return Err(e);
         }
-        let nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
-        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
-        let mut verdicts = self.chain_verdicts(&stream, &checked, findings).into_iter();
+        let mut nodes: Vec<ChainNode> = checked.iter().map(|c| c.node.clone()).collect();
+        if let Some(older) = self.older_digest_if_restart(&checked[0]).await? {
+            nodes.insert(0, older);
+        }
+        let findings = chain::analyse(&nodes, &links.nodes, |o| self.current(o));
+        let mut verdicts = self
+            .chain_verdicts(&stream, &checked, findings, &links.refused)
+            .into_iter();
         report.digest = verdicts.next();
-        report.chain = verdicts.collect();
+        report.chain = verdicts.chain(links.foreign).collect();
         let mut summary = std::mem::take(&mut report.summary);
         for v in report.all() {
             summary.count(v);
@@ -698,7 +857,8 @@ impl Engine {
         stream::iter(dirs)
             .map(|dir| {
                 let events = events.clone();
-                async move { self.validate_region_dir(scope, dir, events).await }
+                let pass = Pass { hash_logs: true };
+                async move { self.validate_region_dir(scope, dir, events, pass).await }
             })
             .buffer_unordered(REGION_DIRS_AT_ONCE)
             .collect::<Vec<()>>()
@@ -773,25 +933,113 @@ impl Engine {
         Ok(dirs)
     }
 
+    /// The logs of one day that no digest lists (see [`Coverage::unreferenced`]): the entry
+    /// point for a scheduled sweep of the day before. It reads the digests around the day (not
+    /// the logs they list) and lists the day's logs.
+    pub async fn unreferenced_logs(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        dir: &RegionDir,
+        day: NaiveDate,
+    ) -> LogSweep {
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        let scope = HistoryScope {
+            bucket: bucket.to_string(),
+            prefix: prefix.map(str::to_string),
+            accounts: vec![dir.account.clone()],
+            regions: vec![dir.region.clone()],
+            trail: None,
+            org_id: dir.org_id.clone(),
+            start: Some(start),
+            end: Some(start + Duration::days(1) - Duration::seconds(1)),
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let run = self.validate_region_dir(&scope, dir.clone(), tx, Pass { hash_logs: false });
+        let collect = async {
+            let mut sweep = LogSweep::default();
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Event::Verdict(v) if v.status == Status::Log(LogStatus::Unreferenced) => {
+                        sweep.unreferenced.push(v)
+                    }
+                    Event::Error(e) => sweep.errors.push(e),
+                    _ => {}
+                }
+            }
+            sweep
+        };
+        let ((), sweep) = tokio::join!(run, collect);
+        sweep
+    }
+
+    /// One region folder: its digests (and their logs), then its logs that no digest lists.
     async fn validate_region_dir(
         &self,
         scope: &HistoryScope,
         dir: RegionDir,
         events: mpsc::Sender<Event>,
+        pass: Pass,
     ) {
+        // The logs are listed while the digests are checked, not after.
+        let (logs, coverage) = tokio::join!(
+            self.list_logs(scope, &dir),
+            self.validate_digest_dir(scope, &dir, &events, pass)
+        );
+        let Some(coverage) = coverage else { return };
+        match logs {
+            Ok(listing) => {
+                let keys = listing.keys.iter().map(String::as_str);
+                for v in coverage.unreferenced(&scope.bucket, keys, scope.start, scope.end) {
+                    let _ = events.send(Event::Verdict(v)).await;
+                }
+            }
+            Err(e) => {
+                let _ = events.send(Event::Error(e.to_string())).await;
+            }
+        }
+    }
+
+    async fn list_logs(
+        &self,
+        scope: &HistoryScope,
+        dir: &RegionDir,
+    ) -> Result<Listing, StoreError> {
+        let folder = key::log_region_dir(
+            scope.prefix.as_deref(),
+            dir.org_id.as_deref(),
+            &dir.account,
+            &dir.region,
+        );
+        let (start_after, until) = day_bounds(&folder, scope);
+        self.inner
+            .store
+            .list(
+                &scope.bucket,
+                &folder,
+                start_after.as_deref(),
+                until.as_deref(),
+                None,
+            )
+            .await
+    }
+
+    /// The digests of one region folder, stream by stream; what they vouch for, or `None` when
+    /// the folder could not be listed (reported as an error).
+    async fn validate_digest_dir(
+        &self,
+        scope: &HistoryScope,
+        dir: &RegionDir,
+        events: &mpsc::Sender<Event>,
+        pass: Pass,
+    ) -> Option<Coverage> {
         let folder = key::digest_region_dir(
             scope.prefix.as_deref(),
             dir.org_id.as_deref(),
             &dir.account,
             &dir.region,
         );
-        // Keys sort by their date folders: list from the day before `start` to the day after `end`.
-        let start_after = scope
-            .start
-            .map(|s| format!("{folder}{}", (s - Duration::days(1)).format("%Y/%m/%d")));
-        let until = scope
-            .end
-            .map(|e| format!("{folder}{}/~", (e + Duration::days(1)).format("%Y/%m/%d")));
+        let (start_after, until) = day_bounds(&folder, scope);
         let listing = match self
             .inner
             .store
@@ -807,9 +1055,10 @@ impl Engine {
             Ok(l) => l,
             Err(e) => {
                 let _ = events.send(Event::Error(e.to_string())).await;
-                return;
+                return None;
             }
         };
+        let mut coverage = Coverage::default();
         let mut streams: BTreeMap<StreamId, Vec<(ObjectRef, DigestKey)>> = BTreeMap::new();
         for k in listing.keys {
             match DigestKey::parse(&k) {
@@ -817,6 +1066,10 @@ impl Engine {
                     .entry(dk.stream())
                     .or_default()
                     .push((ObjectRef::new(&scope.bucket, k), dk)),
+                // Another trail's digest, not read: what it lists is unknown.
+                Ok(dk) if scope.trail.as_ref().is_some_and(|t| *t != dk.trail) => {
+                    coverage.unknown(Coverage::key_window(dk.end_time))
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "skipping a key that is not a digest"),
             }
@@ -832,16 +1085,25 @@ impl Engine {
         let _ = events.send(Event::Listed(total as u64)).await;
         for (stream_id, mut digests) in streams {
             digests.sort_by(|a, b| (a.1.end_time, &a.0.key).cmp(&(b.1.end_time, &b.0.key)));
-            self.validate_stream(&stream_id, digests, &events).await;
+            // Without --start the listing began at the folder's first digest.
+            let look_back = scope.start.is_some();
+            let vouched = self
+                .validate_stream(&stream_id, digests, look_back, pass, events)
+                .await;
+            coverage.merge(vouched);
         }
+        Some(coverage)
     }
 
     async fn validate_stream(
         &self,
         stream_id: &StreamId,
         digests: Vec<(ObjectRef, DigestKey)>,
+        look_back: bool,
+        pass: Pass,
         events: &mpsc::Sender<Event>,
-    ) {
+    ) -> Coverage {
+        let mut coverage = Coverage::default();
         let mut checked: Vec<DigestCheck> = Vec::with_capacity(digests.len());
         let mut unreadable: Vec<ChainNode> = Vec::new();
         let mut results = stream::iter(digests)
@@ -849,8 +1111,10 @@ impl Engine {
                 let engine = self.clone();
                 let placeholder = (loc.clone(), key.clone());
                 async move {
-                    let r =
-                        tokio::spawn(async move { engine.check_with_logs(loc, key).await }).await;
+                    let r = tokio::spawn(async move {
+                        engine.check_with_logs(loc, key, pass.hash_logs).await
+                    })
+                    .await;
                     (
                         placeholder,
                         r.map_err(|e| EngineError::Task(e.to_string()))
@@ -861,7 +1125,7 @@ impl Engine {
             .buffer_unordered(self.inner.concurrency);
         while let Some(((loc, key), result)) = results.next().await {
             match result {
-                Ok((check, logs)) => {
+                Ok((mut check, logs)) => {
                     for log in logs {
                         match log {
                             Ok(l) => {
@@ -880,11 +1144,26 @@ impl Engine {
                             }
                         }
                     }
+                    let listed: Vec<ObjectRef> = check
+                        .logs
+                        .drain(..)
+                        .map(|l| self.current(&ObjectRef::new(&l.s3_bucket, &l.s3_object)))
+                        .collect();
+                    match (check.node.authentic, check.node.start, check.node.end) {
+                        (true, Some(start), Some(end)) => coverage.vouched(
+                            (start, end),
+                            check.key.stream(),
+                            &check.location().key,
+                            listed,
+                        ),
+                        _ => coverage.unknown(Coverage::key_window(key.end_time)),
+                    }
                     checked.push(check);
                 }
                 Err(e) => {
                     let _ = events.send(Event::Error(e.to_string())).await;
                     // Unknown, not judged: no verdict, and links to it are not checked either.
+                    coverage.unknown(Coverage::key_window(key.end_time));
                     unreadable.push(ChainNode::unknown(loc, key.end_time));
                 }
             }
@@ -894,7 +1173,7 @@ impl Engine {
         checked.sort_by(|a, b| {
             (a.key.end_time, &a.location().key).cmp(&(b.key.end_time, &b.location().key))
         });
-        let (outside, _) = self
+        let links = self
             .fetch_outside_links(&checked, &unreadable, Some(events))
             .await;
         let mut nodes: Vec<ChainNode> = checked
@@ -903,10 +1182,28 @@ impl Engine {
             .chain(unreadable)
             .collect();
         nodes.sort_by(|a, b| (a.key_time, &a.location.key).cmp(&(b.key_time, &b.location.key)));
-        let findings = chain::analyse(&nodes, &outside, |o| self.current(o));
-        for v in self.chain_verdicts(stream_id, &checked, findings) {
+        // The window's first digest starts a chain: a restart if older digests lie before it.
+        if let Some(first) = checked
+            .first()
+            .filter(|c| look_back && nodes.first().map(|n| &n.location) == Some(c.location()))
+        {
+            match self.older_digest_if_restart(first).await {
+                Ok(Some(older)) => nodes.insert(0, older),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = events.send(Event::Error(e.to_string())).await;
+                }
+            }
+        }
+        let findings = chain::analyse(&nodes, &links.nodes, |o| self.current(o));
+        let verdicts = self.chain_verdicts(stream_id, &checked, findings, &links.refused);
+        for v in verdicts.into_iter().chain(links.foreign) {
+            if let (Status::Digest(DigestStatus::Missing), Some(window)) = (v.status, v.window) {
+                coverage.unknown(window);
+            }
             let _ = events.send(Event::Verdict(v)).await;
         }
+        coverage
     }
 }
 
@@ -962,7 +1259,12 @@ mod tests {
     }
 
     fn engine(rules: &[&Rule], key: &TestKey) -> Engine {
-        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules, |c| c.retry_config(
+        // A digest that starts a chain is looked back from: here, the bucket holds no older one.
+        let empty = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+            aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output::builder().build()
+        });
+        let rules: Vec<&Rule> = rules.iter().copied().chain([&empty]).collect();
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &rules, |c| c.retry_config(
             aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2)
         ));
         Engine::new(
@@ -1015,6 +1317,80 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// A digest in `central` whose previous digest lies in the bucket `attacker`.
+    fn linked_from_another_bucket() -> (TestKey, crate::testdata::History, String) {
+        let t0 = DateTime::parse_from_rfc3339("2026-05-01T00:01:02Z")
+            .unwrap()
+            .to_utc();
+        let key = TestKey::generate(t0 - Duration::days(1), t0 + Duration::days(1));
+        let away = TrailLayout::new("attacker", "111122223333", "us-east-1");
+        let diverted = Generator::new(away, &key, 4).chain(t0, 1, None, |_| 0);
+        let central = TrailLayout::new("central", "111122223333", "us-east-1");
+        let back = Generator::new(central, &key, 5).chain(
+            t0 + Duration::hours(1),
+            1,
+            diverted.digests.first(),
+            |_| 1,
+        );
+        let previous = diverted.digests[0].object.key.clone();
+        (key, back, previous)
+    }
+
+    #[tokio::test]
+    async fn a_previous_digest_refused_in_another_bucket_is_missing_and_a_throttled_one_an_error() {
+        let (key, h, previous) = linked_from_another_bucket();
+        let (digest, log) = (serve(&h.digests[0].object), serve(&h.logs[0]));
+        let loc = ObjectRef::new("central", &h.digests[0].object.key);
+        let dk = DigestKey::parse(&loc.key).unwrap();
+        let denied = {
+            let previous = previous.clone();
+            mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(move |r| r.key() == Some(previous.as_str()))
+                .sequence()
+                .http_status(
+                    403,
+                    Some(
+                        "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                            .into(),
+                    ),
+                )
+                .times(50)
+                .build()
+        };
+        let report = engine(&[&digest, &log, &denied], &key)
+            .validate_digest(&loc, &dk)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.digest.unwrap().status,
+            Status::Digest(DigestStatus::Valid)
+        );
+        let missing = &report.chain[0];
+        assert_eq!(missing.status, Status::Digest(DigestStatus::Missing));
+        assert_eq!(
+            (missing.bucket.as_str(), missing.key.as_deref()),
+            ("attacker", Some(previous.as_str()))
+        );
+        assert_eq!(
+            missing.reason.as_deref(),
+            Some(
+                format!(
+                    "named as the previous digest by {}; it is outside the validated bucket central \
+                     and cannot be read: AccessDenied: Access Denied (HTTP 403)",
+                    loc.key
+                )
+                .as_str()
+            )
+        );
+        // Throttling is no answer about the object: the invocation fails, to be retried.
+        let slow = throttle(&previous);
+        let err = engine(&[&digest, &log, &slow], &key)
+            .validate_digest(&loc, &dk)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("SlowDown"), "{err}");
     }
 
     #[test]

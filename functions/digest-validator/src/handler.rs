@@ -137,6 +137,11 @@ impl<R: RecordSink> Deps<R> {
                 let alert = Alert::for_finding(finding, Some(&report.key), report.period);
                 topic.publish(&alert).await.map_err(|e| e.to_string())?;
             }
+            // A restart is not tampering, but nobody may silence the trail unnoticed.
+            for gap in report.gaps() {
+                let alert = Alert::for_gap(gap, &report.key, report.period);
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
         }
         Ok(Outcome::Validated(Box::new(report)))
     }
@@ -160,11 +165,20 @@ impl<R: RecordSink> Deps<R> {
                                 )
                             })
                             .collect();
+                        let gaps: String = r
+                            .gaps()
+                            .map(|g| {
+                                format!(
+                                    "; a gap of {:.1} hours without a chain before it",
+                                    g.hours().unwrap_or_default()
+                                )
+                            })
+                            .collect();
                         if findings.is_empty() {
                             (
                                 "Succeeded",
                                 format!(
-                                    "valid: {} log files, {} bytes",
+                                    "valid: {} log files, {} bytes{gaps}",
                                     r.logs.len(),
                                     r.summary.bytes
                                 ),
@@ -224,6 +238,7 @@ pub async fn handle<R: RecordSink>(
                     }
                     Ok(Outcome::Validated(r)) => digests.push(json!({
                         "key": r.key, "verdict": r.verdict(), "findings": r.findings().count(),
+                        "gaps": r.gaps().count(),
                     })),
                     Err(e) => errors.push(e),
                 }

@@ -176,9 +176,15 @@ pub fn analyse(
             ));
         }
         if !wrong.is_empty() {
+            // A link into another bucket says which.
+            let to = if prev.location.bucket == newer.location.bucket {
+                prev.location.key.clone()
+            } else {
+                prev.location.to_string()
+            };
             findings.push(ChainFinding::Broken {
                 newer: newer.location.clone(),
-                reason: format!("link to {} broken: {}", prev.location.key, wrong.join("; ")),
+                reason: format!("link to {to} broken: {}", wrong.join("; ")),
             });
         }
     }

@@ -9,6 +9,7 @@ pub const DIGEST_DIR: &str = "CloudTrail-Digest";
 pub const LOG_DIR: &str = "CloudTrail";
 const LOGS_ROOT: &str = "AWSLogs";
 const KEY_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const LOG_TIME_FORMAT: &str = "%Y%m%dT%H%MZ";
 
 /// Why a key is not a CloudTrail digest key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,30 +151,49 @@ impl<'k> Layout<'k> {
     }
 }
 
-/// Whether `key` is a CloudTrail log file:
+/// The parts of a CloudTrail log file's key name:
 /// `[prefix/]AWSLogs/[o-orgid/]ACCT/CloudTrail/REGION/Y/M/D/ACCT_CloudTrail_REGION_YYYYMMDDTHHMMZ_UNIQUE.json.gz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogKey {
+    pub account: String,
+    pub region: String,
+    /// The minute of delivery written in the name.
+    pub time: DateTime<Utc>,
+}
+
+impl LogKey {
+    pub fn parse(key: &str) -> Option<Self> {
+        let l = Layout::parse(key).ok()?;
+        let head = format!("{}_{LOG_DIR}_{}_", l.account, l.region);
+        let rest = l
+            .file
+            .strip_prefix(head.as_str())
+            .and_then(|r| r.strip_suffix(".json.gz"))?;
+        let (stamp, unique) = rest.split_once('_')?;
+        let exact = l.dir == LOG_DIR
+            && !unique.is_empty()
+            && stamp.len() == 14
+            && stamp.as_bytes()[8] == b'T'
+            && stamp.ends_with('Z')
+            && is_digits(&stamp[..8], 8)
+            && is_digits(&stamp[9..13], 4);
+        if !exact {
+            return None;
+        }
+        let time = NaiveDateTime::parse_from_str(stamp, LOG_TIME_FORMAT)
+            .ok()?
+            .and_utc();
+        Some(Self {
+            account: l.account.to_string(),
+            region: l.region.to_string(),
+            time,
+        })
+    }
+}
+
+/// Whether `key` is a CloudTrail log file (see [`LogKey`]).
 pub fn is_log_key(key: &str) -> bool {
-    let Ok(l) = Layout::parse(key) else {
-        return false;
-    };
-    let head = format!("{}_{LOG_DIR}_{}_", l.account, l.region);
-    let Some(rest) = l
-        .file
-        .strip_prefix(head.as_str())
-        .and_then(|r| r.strip_suffix(".json.gz"))
-    else {
-        return false;
-    };
-    let Some((stamp, unique)) = rest.split_once('_') else {
-        return false;
-    };
-    l.dir == LOG_DIR
-        && !unique.is_empty()
-        && stamp.len() == 14
-        && stamp.as_bytes()[8] == b'T'
-        && stamp.ends_with('Z')
-        && is_digits(&stamp[..8], 8)
-        && is_digits(&stamp[9..13], 4)
+    LogKey::parse(key).is_some()
 }
 
 impl DigestKey {
@@ -280,6 +300,19 @@ pub fn digest_region_dir(
     )
 }
 
+/// The folder that holds one region's logs of one account.
+pub fn log_region_dir(
+    prefix: Option<&str>,
+    org_id: Option<&str>,
+    account: &str,
+    region: &str,
+) -> String {
+    format!(
+        "{}{LOG_DIR}/{region}/",
+        account_root(prefix, org_id, account)
+    )
+}
+
 /// The key CloudTrail gives a log file.
 pub fn log_key(
     prefix: Option<&str>,
@@ -293,7 +326,7 @@ pub fn log_key(
         "{root}{LOG_DIR}/{region}/{date}/{account}_{LOG_DIR}_{region}_{stamp}_{unique}.json.gz",
         root = account_root(prefix, org_id, account),
         date = time.format("%Y/%m/%d"),
-        stamp = time.format("%Y%m%dT%H%MZ"),
+        stamp = time.format(LOG_TIME_FORMAT),
     )
 }
 
@@ -378,6 +411,32 @@ mod tests {
         ] {
             assert!(!is_log_key(key), "{key}");
         }
+    }
+
+    #[test]
+    fn a_log_key_gives_its_account_region_and_minute() {
+        let t = DateTime::parse_from_rfc3339("2015-08-17T14:05:00Z")
+            .unwrap()
+            .to_utc();
+        let key = log_key(Some("p"), None, "111122223333", "us-east-2", t, "abc");
+        assert_eq!(
+            LogKey::parse(&key),
+            Some(LogKey {
+                account: "111122223333".into(),
+                region: "us-east-2".into(),
+                time: t,
+            })
+        );
+        assert!(
+            log_region_dir(Some("p"), None, "111122223333", "us-east-2")
+                .starts_with("p/AWSLogs/111122223333/CloudTrail/us-east-2/")
+        );
+        assert!(key.starts_with(&log_region_dir(
+            Some("p"),
+            None,
+            "111122223333",
+            "us-east-2"
+        )));
     }
 
     #[test]

@@ -39,6 +39,12 @@ struct Args {
     /// finding every validator must report. Their keys go to stderr.
     #[arg(long, default_value_t = 0)]
     tamper_logs: usize,
+    /// Stop logging after this many hours, for --stopped-hours, then start again: CloudTrail
+    /// begins a new chain, which validators report as a gap.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    stopped_hours: i64,
     /// Also write every object, as uploaded, under this directory (its key is the path).
     #[arg(long)]
     local_dir: Option<std::path::PathBuf>,
@@ -74,7 +80,16 @@ async fn main() {
             LogSize::Events(a.events_per_log)
         };
         let logs = a.logs_per_hour;
-        history.extend(g.chain(a.start, a.hours, None, |_| logs));
+        match a.stop_after.filter(|n| (1..a.hours).contains(n)) {
+            Some(n) => {
+                let before = g.chain(a.start, n, None, |_| logs);
+                let last = before.digests.last().expect("at least one hour").clone();
+                history.extend(before);
+                let stopped = Duration::hours(a.stopped_hours);
+                history.extend(g.restart(&last, stopped, a.hours - n, |_| logs));
+            }
+            None => history.extend(g.chain(a.start, a.hours, None, |_| logs)),
+        }
     }
     if a.tamper_logs > 0 {
         let step = history
