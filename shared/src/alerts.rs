@@ -78,15 +78,20 @@ impl Alert {
 }
 
 /// The `trailkeeper validate` command that judges the digest of `period` again, as the finding
-/// was judged (alerts and Security Hub's remediation text).
+/// was judged (alerts and Security Hub's remediation text). A gap is judged from its start, and
+/// fails the run with `--fail-on-gap`.
 pub fn reproduce_command(finding: &Verdict, period: (DateTime<Utc>, DateTime<Utc>)) -> String {
+    let (start, gap) = match finding.status {
+        crate::report::Status::Gap => (finding.window.map_or(period.1, |w| w.0), " --fail-on-gap"),
+        _ => (period.1, ""),
+    };
     format!(
-        "trailkeeper validate --bucket {} --account {} --region {} --trail {} --start {} --end {}",
+        "trailkeeper validate --bucket {} --account {} --region {} --trail {} --start {} --end {}{gap}",
         finding.bucket,
         finding.account,
         finding.region,
         finding.trail,
-        format_time(period.1),
+        format_time(start),
         format_time(period.1),
     )
 }
@@ -113,7 +118,7 @@ impl Alert {
              When:   from {from} to {until}\n\n\
              StopLogging, or turning log file validation off, leaves such a gap: look for StopLogging,\n\
              UpdateTrail and DeleteTrail in the account's CloudTrail events of that time.\n\n\
-             Reproduce with:\n  trailkeeper validate --bucket {bucket} --account {account} --region {region} --trail {trail} --start {from} --end {end} --fail-on-gap\n",
+             Reproduce with:\n  {command}\n",
             account = gap.account,
             region = gap.region,
             trail = gap.trail,
@@ -121,7 +126,7 @@ impl Alert {
             bucket = gap.bucket,
             from = format_time(from),
             until = format_time(until),
-            end = format_time(period.1),
+            command = reproduce_command(gap, period),
         );
         Self { subject, message }
     }

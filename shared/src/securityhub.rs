@@ -6,7 +6,7 @@
 //! - A finding's `Id` is stable: the same object, stream or account always gets the same id, so
 //!   a repeated finding updates the record instead of adding a second one.
 //! - Severity by kind: tampering (a bad signature or hash, a broken chain, a moved, unsigned or
-//!   malformed file) is CRITICAL, a missing digest or log HIGH, an account that is not covered
+//!   malformed file, a log no digest lists) is CRITICAL, a missing digest or log HIGH, an account that is not covered
 //!   HIGH, a gap MEDIUM, an account that could not be audited MEDIUM.
 //! - The remediation text is the `trailkeeper` command that reproduces the finding.
 //! - When the org-auditor finds an account covered again, its active coverage finding is updated
@@ -155,7 +155,8 @@ impl HubFinding {
                 | DigestStatus::ChainBroken
                 | DigestStatus::Unsigned,
             )
-            | Status::Log(LogStatus::HashMismatch | LogStatus::Malformed) => {
+            // A log no digest lists, in covered time: injected evidence.
+            | Status::Log(LogStatus::HashMismatch | LogStatus::Malformed | LogStatus::Unreferenced) => {
                 (Severity::Critical, vec![TAMPERING])
             }
             Status::Gap => (Severity::Medium, vec![DEFENSE_EVASION]),
@@ -220,12 +221,20 @@ impl HubFinding {
             generator: "trailkeeper-digest-validation",
             severity,
             types,
-            title: format!(
-                "trailkeeper: {kind} {} in account {} {}",
-                finding.status_str(),
-                finding.account,
-                finding.region
-            ),
+            title: match finding.status {
+                Status::Gap => format!(
+                    "trailkeeper: digest chain gap of {:.1} hours in account {} {}",
+                    finding.hours().unwrap_or_default(),
+                    finding.account,
+                    finding.region
+                ),
+                _ => format!(
+                    "trailkeeper: {kind} {} in account {} {}",
+                    finding.status_str(),
+                    finding.account,
+                    finding.region
+                ),
+            },
             description,
             subject,
             account: finding.account.clone(),
@@ -588,6 +597,7 @@ mod tests {
         let cases = [
             (Status::Log(LogStatus::HashMismatch), Severity::Critical),
             (Status::Log(LogStatus::Malformed), Severity::Critical),
+            (Status::Log(LogStatus::Unreferenced), Severity::Critical),
             (
                 Status::Digest(DigestStatus::InvalidSignature),
                 Severity::Critical,
@@ -611,6 +621,41 @@ mod tests {
                 "{status:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_gap_is_named_by_its_stream_and_start_and_reproduced_with_fail_on_gap() {
+        let from = t("2025-12-31T21:00:00Z");
+        let mut gap = Verdict::new(Status::Gap, &stream(), "central", None).because("no chain");
+        gap.window = Some((from, t("2026-01-01T00:00:00Z")));
+        let f = HubFinding::for_verdict(
+            &gap,
+            Some("AWSLogs/d.json.gz"),
+            (t("2026-01-01T00:00:00Z"), t(PERIOD)),
+        );
+        assert_eq!(f.severity, Severity::Medium);
+        assert_eq!(f.subject, Subject::Account("111122223333".into()));
+        assert!(
+            f.id.starts_with("trailkeeper/gap/111122223333/eu-west-1/"),
+            "{}",
+            f.id
+        );
+        assert!(
+            f.title.starts_with("trailkeeper: digest chain gap of "),
+            "{}",
+            f.title
+        );
+        assert!(
+            f.remediation.ends_with(&format!(
+                "--start 2025-12-31T21:00:00Z --end {PERIOD} --fail-on-gap"
+            )),
+            "{}",
+            f.remediation
+        );
+        let mut later = gap.clone();
+        later.window = Some((t("2026-01-02T00:00:00Z"), t("2026-01-02T03:00:00Z")));
+        let g = HubFinding::for_verdict(&later, None, (t(PERIOD), t(PERIOD)));
+        assert_ne!(f.id, g.id, "another gap of the stream is another finding");
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Scene {
         let config = Config {
             central_bucket: Some(self.bucket.clone()),
             alert_topic_arn: Some(topic.clone()),
+            security_hub: false,
             concurrency: 8,
         };
         (

@@ -128,6 +128,7 @@ impl<R: RecordSink> Deps<R> {
         if let Some(hub) = &self.security_hub {
             let findings: Vec<HubFinding> = report
                 .findings()
+                .chain(report.gaps())
                 .map(|f| HubFinding::for_verdict(f, Some(&report.key), report.period))
                 .collect();
             hub.import(&findings).await.map_err(|e| e.to_string())?;
