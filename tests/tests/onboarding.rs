@@ -19,8 +19,12 @@ use trailkeeper_e2e::*;
 
 const SAMPLE_ACCOUNT: &str = "444455556666";
 
-fn sample(function: &str, name: &str, account: &str) -> Value {
-    let path = format!("{}/../events/{function}/{name}", env!("CARGO_MANIFEST_DIR"));
+/// A sample of `events/account-events/` (both functions take the same events), for `account`.
+fn sample(name: &str, account: &str) -> Value {
+    let path = format!(
+        "{}/../events/account-events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .replace(SAMPLE_ACCOUNT, account);
@@ -129,7 +133,6 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
             policy_updater::handle(
                 &policy,
                 invocation(sample(
-                    "policy-updater",
                     "organizations-create-account-result-failed.json",
                     &l.members[0],
                 )),
@@ -142,7 +145,6 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
             trail_enabler::handle(
                 &trails,
                 invocation(sample(
-                    "trail-enabler",
                     "organizations-create-account-result-failed.json",
                     &l.members[0],
                 )),
@@ -156,17 +158,15 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
 
     let s3 = trailkeeper::store::s3_client(&l.archive);
     for (account, name) in l.members.iter().zip(samples) {
-        let out =
-            policy_updater::handle(&policy, invocation(sample("policy-updater", name, account)))
-                .await
-                .unwrap_or_else(|e| panic!("policy-updater {name}: {e}"));
+        let out = policy_updater::handle(&policy, invocation(sample(name, account)))
+            .await
+            .unwrap_or_else(|e| panic!("policy-updater {name}: {e}"));
         assert_eq!(out["status"], "admitted", "{out}");
         assert_eq!(out["policies"][0]["status"], "admitted", "{out}");
         assert_eq!(out["policies"][0]["writes"], 1, "{out}");
-        let out =
-            trail_enabler::handle(&trails, invocation(sample("trail-enabler", name, account)))
-                .await
-                .unwrap_or_else(|e| panic!("trail-enabler {name}: {e}"));
+        let out = trail_enabler::handle(&trails, invocation(sample(name, account)))
+            .await
+            .unwrap_or_else(|e| panic!("trail-enabler {name}: {e}"));
         assert_eq!(out["status"], "enabled", "{out}");
         assert_eq!(out["action"], "create", "{out}");
         assert_eq!(out["started_logging"], true, "{out}");
@@ -222,16 +222,14 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
 
     // A second run of every event changes nothing: no PutBucketPolicy, no trail call that writes.
     for (account, name) in l.members.iter().zip(samples) {
-        let out =
-            policy_updater::handle(&policy, invocation(sample("policy-updater", name, account)))
-                .await
-                .unwrap();
+        let out = policy_updater::handle(&policy, invocation(sample(name, account)))
+            .await
+            .unwrap();
         assert_eq!(out["policies"][0]["status"], "already_admitted", "{out}");
         assert_eq!(out["policies"][0]["writes"], 0, "{out}");
-        let out =
-            trail_enabler::handle(&trails, invocation(sample("trail-enabler", name, account)))
-                .await
-                .unwrap();
+        let out = trail_enabler::handle(&trails, invocation(sample(name, account)))
+            .await
+            .unwrap();
         assert_eq!(out["action"], "up_to_date", "{out}");
         assert_eq!(out["started_logging"], false, "{out}");
     }
@@ -248,12 +246,9 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
         .await
         .unwrap();
     ct.stop_logging().name("trailkeeper").send().await.unwrap();
-    let out = trail_enabler::handle(
-        &trails,
-        invocation(sample("trail-enabler", "direct-invoke.json", victim)),
-    )
-    .await
-    .unwrap();
+    let out = trail_enabler::handle(&trails, invocation(sample("direct-invoke.json", victim)))
+        .await
+        .unwrap();
     assert_eq!(out["action"], "repair", "{out}");
     assert_eq!(
         out["drift"],
@@ -298,24 +293,19 @@ async fn the_kms_key_policy_is_kept_in_step() {
     let policy = policy_updater::Deps::with_bounds(&l.archive, config.clone(), TEST_LOOP);
     let trails = trail_enabler::Deps::with_backoff(&l.mgmt, config.clone(), FAST_BACKOFF);
     for account in &l.members {
-        let out = policy_updater::handle(
-            &policy,
-            invocation(sample("policy-updater", "direct-invoke.json", account)),
-        )
-        .await
-        .unwrap();
+        let out =
+            policy_updater::handle(&policy, invocation(sample("direct-invoke.json", account)))
+                .await
+                .unwrap();
         assert_eq!(
             out["policies"][0]["policy"],
             format!("key policy of {key_arn}")
         );
         assert_eq!(out["policies"][0]["status"], "admitted", "{out}");
         assert_eq!(out["policies"][1]["status"], "admitted", "{out}");
-        let out = trail_enabler::handle(
-            &trails,
-            invocation(sample("trail-enabler", "direct-invoke.json", account)),
-        )
-        .await
-        .unwrap();
+        let out = trail_enabler::handle(&trails, invocation(sample("direct-invoke.json", account)))
+            .await
+            .unwrap();
         assert_eq!(out["action"], "create", "{out}");
         let (_, t) = member_trail(&l.mgmt, account, "audit").await;
         assert_eq!(t.kms_key_id(), Some(key_arn.as_str()));
@@ -352,11 +342,7 @@ async fn the_kms_key_policy_is_kept_in_step() {
     // A rerun writes neither policy.
     let out = policy_updater::handle(
         &policy,
-        invocation(sample(
-            "policy-updater",
-            "direct-invoke.json",
-            &l.members[0],
-        )),
+        invocation(sample("direct-invoke.json", &l.members[0])),
     )
     .await
     .unwrap();
@@ -425,11 +411,7 @@ async fn concurrent_onboardings(n: u64) -> Race {
         .iter()
         .map(|account| {
             let deps = deps.clone();
-            let event = sample(
-                "policy-updater",
-                "organizations-create-account-result.json",
-                account,
-            );
+            let event = sample("organizations-create-account-result.json", account);
             tokio::spawn(async move { policy_updater::handle(&deps, invocation(event)).await })
         })
         .collect();
