@@ -1039,6 +1039,53 @@ mod tests {
         }
     }
 
+    // ---- membership events (issue 19) -----------------------------------------------------
+
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/account-events");
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{SAMPLES}/{name}");
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Invited accounts join through `AccountJoinedOrganization` only; both joined methods onboard.
+    #[test]
+    fn account_joined_organization_onboards_created_and_invited_accounts() {
+        for name in [
+            "organizations-account-joined-created.json",
+            "organizations-account-joined-invited.json",
+        ] {
+            let got = AccountEvent::parse(&sample(name));
+            assert_eq!(
+                got.clone().ok().and_then(|o| o.account()),
+                Some(account("444455556666")),
+                "{name}: {got:?}"
+            );
+        }
+    }
+
+    /// A departed or closed account must not be ignored: its grant has to go.
+    #[test]
+    fn departures_and_closures_are_not_ignored() {
+        for name in [
+            "organizations-account-departed-left.json",
+            "organizations-account-departed-removed.json",
+            "organizations-close-account-result.json",
+        ] {
+            let got = AccountEvent::parse(&sample(name));
+            assert!(
+                !matches!(got, Ok(Onboarding::Ignored { .. })),
+                "{name}: {got:?}"
+            );
+            assert_eq!(
+                got.clone().ok().and_then(|o| o.account()),
+                None,
+                "{name} must not onboard: {got:?}"
+            );
+        }
+    }
+
     // ---- direct invocation and hostile input ---------------------------------------------
 
     #[test]
