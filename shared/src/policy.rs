@@ -20,6 +20,10 @@
 //!
 //! Organization mode: `TrailkeeperOrgAclCheck` + `TrailkeeperOrgWrite` admit every trail whose
 //! `aws:SourceOrgID` is the organization, writing under `[prefix/]AWSLogs/*`; constant size.
+//!
+//! Offboarding ([`BucketPolicy::revoke`], [`KeyPolicy::revoke`]) takes one account out of the
+//! model: its write statement, its trails in the shared ACL check, its encryption context. What
+//! the account held is returned, for the result to name. Foreign statements stay as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -359,6 +363,14 @@ impl Admission {
 pub enum PolicyEdit<P> {
     Unchanged,
     Changed { policy: P, bytes: usize },
+}
+
+/// What offboarding one account does to a policy: the edit, and each grant the account lost
+/// (empty when the policy held none for it, and then the edit is `Unchanged`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revocation<P> {
+    pub edit: PolicyEdit<P>,
+    pub revoked: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -776,6 +788,24 @@ impl PolicyDocument {
             .collect()
     }
 
+    /// Renders `after`, an edit that only removes grants: no size check (it can only shrink).
+    fn shrink<P>(
+        &self,
+        changed: bool,
+        owned: Vec<Value>,
+        wrap: impl FnOnce(PolicyDocument) -> P,
+    ) -> PolicyEdit<P> {
+        if !changed {
+            return PolicyEdit::Unchanged;
+        }
+        let doc = self.with_owned(owned);
+        let bytes = doc.to_json().len();
+        PolicyEdit::Changed {
+            policy: wrap(doc),
+            bytes,
+        }
+    }
+
     /// Renders `after`, checks the size limit (keeping `reserved` bytes free), and says
     /// whether anything changed.
     fn edit<P>(
@@ -1062,6 +1092,36 @@ impl BucketGrants {
         Ok(())
     }
 
+    /// Takes `account` out; returns what it held, described.
+    fn revoke(&mut self, dest: &LogDestination, account: AccountId) -> Vec<String> {
+        let mut revoked = Vec::new();
+        if let Some(trails) = self.writes.remove(&account) {
+            let trails: Vec<String> = trails.iter().map(ToString::to_string).collect();
+            revoked.push(format!(
+                "statement {SID_WRITE_PREFIX}{account}: s3:PutObject on {} for aws:SourceArn {}",
+                dest.account_objects_arn(account),
+                trails.join(", ")
+            ));
+        }
+        let checks: Vec<TrailArn> = self
+            .acl_check
+            .iter()
+            .filter(|t| t.account() == account)
+            .cloned()
+            .collect();
+        for trail in checks {
+            self.acl_check.remove(&trail);
+            revoked.push(format!(
+                "statement {SID_ACL_CHECK}: s3:GetBucketAcl for aws:SourceArn {trail}"
+            ));
+        }
+        revoked
+    }
+
+    fn holds(&self, account: AccountId) -> bool {
+        self.writes.contains_key(&account) || self.acl_check.iter().any(|t| t.account() == account)
+    }
+
     fn render(&self, dest: &LogDestination) -> Vec<Value> {
         let bucket = dest.bucket_arn();
         let mut out = Vec::new();
@@ -1215,6 +1275,33 @@ impl BucketPolicy {
             reserved,
             |doc| Self { doc },
         )
+    }
+
+    /// Takes `account`'s grants out of trailkeeper's statements (offboarding): its write
+    /// statement and its trails in the ACL check. Organization statements stay: they admit by
+    /// `aws:SourceOrgID`, which an account that left no longer has. `Unchanged` means the policy
+    /// holds nothing for the account: skip PutBucketPolicy.
+    pub fn revoke(
+        &self,
+        dest: &LogDestination,
+        account: AccountId,
+    ) -> Result<Revocation<Self>, PolicyError> {
+        let before = BucketGrants::read(&self.doc, dest)?;
+        let mut after = before.clone();
+        let revoked = after.revoke(dest, account);
+        let edit = self
+            .doc
+            .shrink(after != before, after.render(dest), |doc| Self { doc });
+        Ok(Revocation { edit, revoked })
+    }
+
+    /// Whether trailkeeper's statements grant `account` anything (a write or an ACL check).
+    pub fn holds_account(
+        &self,
+        dest: &LogDestination,
+        account: AccountId,
+    ) -> Result<bool, PolicyError> {
+        Ok(BucketGrants::read(&self.doc, dest)?.holds(account))
     }
 
     /// What trailkeeper's statements grant to `grant`: for verification after a write and for
@@ -1451,6 +1538,29 @@ impl KeyPolicy {
             reserved,
             |doc| Self { doc },
         )
+    }
+
+    /// Takes `account` out of the encryption statement (offboarding). `TrailkeeperKmsDescribe`
+    /// stays: it names no account.
+    pub fn revoke(&self, account: AccountId) -> Result<Revocation<Self>, PolicyError> {
+        let before = KeyGrants::read(&self.doc)?;
+        let mut after = before.clone();
+        let mut revoked = Vec::new();
+        if after.encrypt.remove(&account) {
+            revoked.push(format!(
+                "statement {SID_KMS_ENCRYPT}: kms:GenerateDataKey* for {KEY_KMS_TRAIL_CONTEXT} {}",
+                account_trail_context(account)
+            ));
+        }
+        let edit = self
+            .doc
+            .shrink(after != before, after.render(), |doc| Self { doc });
+        Ok(Revocation { edit, revoked })
+    }
+
+    /// Whether trailkeeper's statements let `account`'s trails encrypt.
+    pub fn holds_account(&self, account: AccountId) -> Result<bool, PolicyError> {
+        Ok(KeyGrants::read(&self.doc)?.encrypt.contains(&account))
     }
 
     /// `check` is DescribeKey, `write` is GenerateDataKey* for the grant.

@@ -894,6 +894,75 @@ proptest! {
         for t in &edits { prop_assert!(p.admits(&d, &Grant::Trail(t.clone())).unwrap()); }
     }
 
+    /// Offboarding one account: its grants go, nobody else's; foreign statements stay byte for
+    /// byte; a second revocation, or one of an account never admitted, writes nothing; the
+    /// result names what was revoked.
+    #[test]
+    fn revocation_takes_out_one_account_and_nothing_else(
+        initial in initial_policy(),
+        edits in prop::collection::vec(edit(), 1..8),
+        pick in 0usize..8,
+        prefix in any::<bool>(),
+    ) {
+        let d = destination(prefix);
+        let start = BucketPolicy::parse(&initial).unwrap();
+        let mut p = start.clone();
+        for t in &edits { p = apply(&p, &d, t).0; }
+        let gone = edits[pick % edits.len()].account();
+        let Revocation { edit, revoked } = p.revoke(&d, gone).unwrap();
+        let PolicyEdit::Changed { policy: q, bytes } = edit else {
+            panic!("an admitted account was not revoked");
+        };
+        prop_assert_eq!(bytes, q.len_bytes());
+        prop_assert!(revoked.iter().any(|r| r.contains(&format!("{SID_WRITE_PREFIX}{gone}"))), "{:?}", revoked);
+        prop_assert!(!q.holds_account(&d, gone).unwrap());
+        prop_assert!(!q.to_json().contains(gone.as_str()));
+        prop_assert_eq!(foreign_bytes(&q), foreign_bytes(&start));
+        for t in &edits {
+            prop_assert_eq!(q.admits(&d, &Grant::Trail(t.clone())).unwrap(), t.account() != gone, "{}", t);
+        }
+        // Who may write where, after: the others under their own prefix, the departed nowhere.
+        let value = q.to_value();
+        for t in all_trails() {
+            for owner in ACCOUNTS {
+                let expected = edits.contains(&t) && t.account() != gone && owner == t.account().as_str();
+                prop_assert_eq!(allows(&value, &put(&d, owner, &t, Some(ACL))), expected, "{} under {}", t, owner);
+            }
+        }
+        let again = q.revoke(&d, gone).unwrap();
+        prop_assert_eq!(again.edit, PolicyEdit::Unchanged);
+        prop_assert!(again.revoked.is_empty());
+        // Admitting again is the same policy as never having left (order does not matter).
+        let mut back = q.clone();
+        for t in edits.iter().filter(|t| t.account() == gone) { back = apply(&back, &d, t).0; }
+        prop_assert_eq!(back.to_json(), p.to_json());
+    }
+
+    #[test]
+    fn key_policy_revocation_keeps_everything_else(
+        initial in initial_policy(),
+        edits in prop::collection::vec(edit(), 1..8),
+        pick in 0usize..8,
+    ) {
+        let start = KeyPolicy::parse(&initial).unwrap();
+        let mut p = start.clone();
+        for t in &edits {
+            if let PolicyEdit::Changed { policy, .. } = p.admit(&Grant::Trail(t.clone())).unwrap() { p = policy; }
+        }
+        let gone = edits[pick % edits.len()].account();
+        let Revocation { edit, revoked } = p.revoke(gone).unwrap();
+        let PolicyEdit::Changed { policy: q, .. } = edit else { panic!("not revoked") };
+        prop_assert_eq!(revoked.len(), 1);
+        prop_assert!(!q.holds_account(gone).unwrap());
+        let left: Vec<AccountId> = p.admitted_accounts().unwrap().into_iter().filter(|a| *a != gone).collect();
+        prop_assert_eq!(q.admitted_accounts().unwrap(), left);
+        prop_assert_eq!(
+            q.foreign_statements().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            start.foreign_statements().iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(q.revoke(gone).unwrap().edit, PolicyEdit::Unchanged);
+    }
+
     /// Arbitrary text never panics the parser, and anything it accepts round-trips.
     #[test]
     fn parser_is_total(text in "\\PC{0,300}") {
