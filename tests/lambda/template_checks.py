@@ -31,6 +31,8 @@ from cfnlint.decode import decode
 
 # Sample folders that several functions share: the onboarding functions take the same events.
 SHARED_SAMPLES = {"account-events": ["policy-updater", "trail-enabler"]}
+# Organizations events a rule may match on eventName alone (shared/src/events.rs reads the rest).
+MEMBERSHIP_EVENTS = {"AccountJoinedOrganization", "AccountDepartedOrganization", "CloseAccountResult"}
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_TABLE = {
@@ -258,7 +260,9 @@ def check(template) -> list[str]:
             detail = pattern.get("detail", {})
             if not detail.get("eventName"):
                 errors.append(f"{name}: pattern on CloudTrail service events without detail.eventName")
-            if "SUCCEEDED" not in json.dumps(detail.get("serviceEventDetails", {})):
+            # Membership events carry no state (CloseAccountResult's is read by the function).
+            names = set(as_list(detail.get("eventName", [])))
+            if names - MEMBERSHIP_EVENTS and "SUCCEEDED" not in json.dumps(detail.get("serviceEventDetails", {})):
                 errors.append(f"{name}: pattern does not require state SUCCEEDED")
 
     updater = res.get("PolicyUpdaterFunction", {}).get("Properties", {})
