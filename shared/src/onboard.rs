@@ -33,6 +33,7 @@ use serde_json::Value;
 use crate::athena::{AccountProjection, ProjectionError, QueryTables};
 use crate::config::{self, ConfigError};
 use crate::events::AccountId;
+use crate::partition::Partition;
 use crate::policy::{
     BucketName, BucketPolicy, Grant, KeyPolicy, KeyPrefix, LogDestination, OrgId, PolicyEdit,
     PolicyError, PolicyKind, RegionName, Revocation, TrailName,
@@ -116,14 +117,33 @@ impl OnboardConfig {
         let member_role = parsed!("TRAILKEEPER_MEMBER_ROLE", RoleName::new)?
             .map_or_else(|| RoleName::new(DEFAULT_MEMBER_ROLE), Ok)
             .map_err(|e| invalid("TRAILKEEPER_MEMBER_ROLE", e))?;
+        let own_region = parsed!("AWS_REGION", RegionName::new)?;
         let home_region = match parsed!("TRAILKEEPER_HOME_REGION", RegionName::new)? {
             Some(r) => r,
-            None => parsed!("AWS_REGION", RegionName::new)?.ok_or(ConfigError {
+            None => own_region.clone().ok_or(ConfigError {
                 variable: "TRAILKEEPER_HOME_REGION",
                 why: "is not set, and neither is AWS_REGION to default it to".into(),
             })?,
         };
+        // The one place the partition is decided: the function's own region (the CLI's, when
+        // run by hand), else the home region. Everything else must be in it.
+        let partition = Partition::of_region(own_region.as_ref().unwrap_or(&home_region).as_str());
+        let other_partition = |variable: &'static str, found: Partition| ConfigError {
+            variable,
+            why: format!(
+                "is in partition {found}, but the function runs in {partition} (AWS_REGION): an ARN of another partition never matches"
+            ),
+        };
+        if Partition::of_region(home_region.as_str()) != partition {
+            return Err(other_partition(
+                "TRAILKEEPER_HOME_REGION",
+                Partition::of_region(home_region.as_str()),
+            ));
+        }
         let kms_key = parsed!("TRAILKEEPER_KMS_KEY_ARN", KmsKeyArn::new)?;
+        if let Some(key) = kms_key.as_ref().filter(|k| k.partition() != partition) {
+            return Err(other_partition("TRAILKEEPER_KMS_KEY_ARN", key.partition()));
+        }
         let org_id = parsed!("TRAILKEEPER_ORG_ID", OrgId::new)?;
         let mode = match parsed("TRAILKEEPER_POLICY_MODE").as_deref().map(str::trim) {
             None | Some("per-account") => PolicyMode::PerAccount,
@@ -140,7 +160,7 @@ impl OnboardConfig {
         };
         let query_tables = QueryTables::from_vars(&var)?;
         Ok(Self {
-            destination: LogDestination::new(bucket, prefix),
+            destination: LogDestination::new(bucket, prefix).in_partition(partition),
             trail_name,
             member_role,
             home_region,
@@ -148,6 +168,11 @@ impl OnboardConfig {
             mode,
             query_tables,
         })
+    }
+
+    /// The partition every ARN is written in (decided by [`Self::from_vars`]).
+    pub fn partition(&self) -> Partition {
+        self.destination.partition
     }
 
     pub fn trail_spec(&self) -> TrailSpec {
@@ -421,9 +446,10 @@ impl PolicyTarget {
                     },
                 })
             }
-            Self::Key { .. } => {
+            Self::Key { key, .. } => {
                 // A key always has a policy; GetKeyPolicy never returns none.
-                let before = KeyPolicy::parse(text.unwrap_or_default())?;
+                let before =
+                    KeyPolicy::parse(text.unwrap_or_default())?.in_partition(key.partition());
                 Ok(match before.admit(grant)? {
                     PolicyEdit::Unchanged => Admit::Unchanged,
                     PolicyEdit::Changed { policy, bytes } => Admit::Changed {
@@ -474,8 +500,9 @@ impl PolicyTarget {
                     |p| (p.to_value(), p.to_json()),
                 ))
             }
-            Self::Key { .. } => {
-                let before = KeyPolicy::parse(text.unwrap_or_default())?;
+            Self::Key { key, .. } => {
+                let before =
+                    KeyPolicy::parse(text.unwrap_or_default())?.in_partition(key.partition());
                 Ok(admit_of(
                     Some(before.to_value()),
                     before.revoke(account)?,
@@ -496,7 +523,9 @@ impl PolicyTarget {
             (Self::Bucket { destination, .. }, Some(t)) => {
                 BucketPolicy::parse(t)?.holds_account(destination, account)
             }
-            (Self::Key { .. }, Some(t)) => KeyPolicy::parse(t)?.holds_account(account),
+            (Self::Key { key, .. }, Some(t)) => KeyPolicy::parse(t)?
+                .in_partition(key.partition())
+                .holds_account(account),
         }
     }
 
@@ -506,7 +535,9 @@ impl PolicyTarget {
             (Self::Bucket { destination, .. }, Some(t)) => {
                 BucketPolicy::parse(t)?.admits(destination, grant)
             }
-            (Self::Key { .. }, Some(t)) => KeyPolicy::parse(t)?.admits(grant),
+            (Self::Key { key, .. }, Some(t)) => KeyPolicy::parse(t)?
+                .in_partition(key.partition())
+                .admits(grant),
         }
     }
 }

@@ -32,6 +32,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::events::{AccountId, log_safe_key, log_safe_with};
+pub use crate::partition::Partition;
 
 /// S3 bucket policies are limited to 20 KB.
 pub const BUCKET_POLICY_LIMIT_BYTES: usize = 20 * 1024;
@@ -218,8 +219,9 @@ fn starts_and_ends_alphanumeric(s: &str) -> bool {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
-/// `arn:aws:cloudtrail:<home region>:<account>:trail/<name>`: the `aws:SourceArn` CloudTrail
-/// presents for every delivery of a (multi-region) trail, whatever region the event came from.
+/// `arn:<partition>:cloudtrail:<home region>:<account>:trail/<name>`: the `aws:SourceArn`
+/// CloudTrail presents for every delivery of a (multi-region) trail, whatever region the event
+/// came from. The partition is the home region's.
 ///
 /// Ordered by account first, so rendered lists group by account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -227,15 +229,22 @@ pub struct TrailArn {
     account: AccountId,
     region: RegionName,
     name: TrailName,
+    /// Always the region's ([`Partition::of_region`]).
+    partition: Partition,
 }
 
 impl TrailArn {
     pub fn new(region: RegionName, account: AccountId, name: TrailName) -> Self {
         Self {
+            partition: Partition::of_region(region.as_str()),
             account,
             region,
             name,
         }
+    }
+
+    pub fn partition(&self) -> Partition {
+        self.partition
     }
 
     pub fn account(&self) -> AccountId {
@@ -248,16 +257,16 @@ impl TrailArn {
         &self.name
     }
 
-    /// Strict inverse of `Display` (partition `aws` only).
+    /// Strict inverse of `Display`: the partition must be the region's.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let bad = || {
             config_error(
                 "trail ARN",
                 s,
-                "expected arn:aws:cloudtrail:<region>:<account>:trail/<name>",
+                "expected arn:<partition>:cloudtrail:<region>:<account>:trail/<name>, the partition that of the region",
             )
         };
-        let rest = s.strip_prefix("arn:aws:cloudtrail:").ok_or_else(bad)?;
+        let (partition, rest) = Partition::split_arn(s, "cloudtrail").ok_or_else(bad)?;
         let mut parts = rest.splitn(3, ':');
         let (Some(region), Some(account), Some(resource)) =
             (parts.next(), parts.next(), parts.next())
@@ -265,11 +274,15 @@ impl TrailArn {
             return Err(bad());
         };
         let name = resource.strip_prefix("trail/").ok_or_else(bad)?;
-        Ok(Self {
-            region: RegionName::new(region)?,
-            account: AccountId::new(account).map_err(|_| bad())?,
-            name: TrailName::new(name)?,
-        })
+        let trail = Self::new(
+            RegionName::new(region)?,
+            AccountId::new(account).map_err(|_| bad())?,
+            TrailName::new(name)?,
+        );
+        if trail.partition != partition {
+            return Err(bad());
+        }
+        Ok(trail)
     }
 }
 
@@ -277,26 +290,37 @@ impl fmt::Display for TrailArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "arn:aws:cloudtrail:{}:{}:trail/{}",
-            self.region, self.account, self.name
+            "arn:{}:cloudtrail:{}:{}:trail/{}",
+            self.partition, self.region, self.account, self.name
         )
     }
 }
 
-/// Where CloudTrail writes: `s3://<bucket>/[<prefix>/]AWSLogs/...`.
+/// Where CloudTrail writes: `s3://<bucket>/[<prefix>/]AWSLogs/...`, in a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDestination {
     pub bucket: BucketName,
     pub prefix: Option<KeyPrefix>,
+    /// The partition of the bucket's ARNs: the configuration's ([`Partition::of_region`] of
+    /// the function's region); [`Self::new`] starts in `aws`.
+    pub partition: Partition,
 }
 
 impl LogDestination {
     pub fn new(bucket: BucketName, prefix: Option<KeyPrefix>) -> Self {
-        Self { bucket, prefix }
+        Self {
+            bucket,
+            prefix,
+            partition: Partition::Aws,
+        }
+    }
+
+    pub fn in_partition(self, partition: Partition) -> Self {
+        Self { partition, ..self }
     }
 
     pub fn bucket_arn(&self) -> String {
-        format!("arn:aws:s3:::{}", self.bucket)
+        format!("arn:{}:s3:::{}", self.partition, self.bucket)
     }
 
     /// `[prefix/]AWSLogs/`
@@ -307,11 +331,11 @@ impl LogDestination {
         }
     }
 
-    /// The objects one account's trail may write: `arn:aws:s3:::<bucket>/[prefix/]AWSLogs/<acct>/*`.
+    /// The objects one account's trail may write: `arn:<partition>:s3:::<bucket>/[prefix/]AWSLogs/<acct>/*`.
     pub fn account_objects_arn(&self, account: AccountId) -> String {
         format!(
-            "arn:aws:s3:::{}/{}{}/*",
-            self.bucket,
+            "{}/{}{}/*",
+            self.bucket_arn(),
             self.logs_key_prefix(),
             account
         )
@@ -321,7 +345,7 @@ impl LogDestination {
     /// organization trails `AWSLogs/<o-id>/<acct>/...` (plus the management account's own
     /// `AWSLogs/<mgmt>/...` pre-flight path), so organization mode has to cover both.
     pub fn all_logs_arn(&self) -> String {
-        format!("arn:aws:s3:::{}/{}*", self.bucket, self.logs_key_prefix())
+        format!("{}/{}*", self.bucket_arn(), self.logs_key_prefix())
     }
 }
 
@@ -958,10 +982,18 @@ fn take(found: &mut BTreeMap<(String, String), Vec<String>>, op: &str, key: &str
         .unwrap_or_default()
 }
 
-fn trail_arns(values: Vec<String>) -> Result<BTreeSet<TrailArn>, Reason> {
+fn trail_arns(values: Vec<String>, partition: Partition) -> Result<BTreeSet<TrailArn>, Reason> {
     values
         .iter()
-        .map(|v| TrailArn::parse(v).map_err(|e| format!("aws:SourceArn value: {e}")))
+        .map(|v| {
+            let trail = TrailArn::parse(v).map_err(|e| format!("aws:SourceArn value: {e}"))?;
+            if trail.partition() != partition {
+                return Err(format!(
+                    "aws:SourceArn {trail} is not in the bucket's partition {partition}"
+                ));
+            }
+            Ok(trail)
+        })
         .collect()
 }
 
@@ -1048,7 +1080,8 @@ impl BucketGrants {
             SID_ACL_CHECK => {
                 expect_common(body, "s3:GetBucketAcl", &bucket)?;
                 let mut c = condition(body, &[("StringEquals", KEY_SOURCE_ARN)])?;
-                self.acl_check = trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN))?;
+                self.acl_check =
+                    trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN), dest.partition)?;
             }
             SID_ORG_ACL_CHECK => {
                 expect_common(body, "s3:GetBucketAcl", &bucket)?;
@@ -1079,7 +1112,8 @@ impl BucketGrants {
                     &[("StringEquals", KEY_SOURCE_ARN), ("StringEquals", KEY_ACL)],
                 )?;
                 expect_acl(take(&mut c, "StringEquals", KEY_ACL))?;
-                let trails = trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN))?;
+                let trails =
+                    trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN), dest.partition)?;
                 // The whole point of per-account statements: a prefix binds only its own trails.
                 if let Some(other) = trails.iter().find(|t| t.account() != account) {
                     return Err(format!(
@@ -1369,21 +1403,30 @@ impl BucketPolicy {
 /// What trailkeeper's key statements grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct KeyGrants {
+    /// The key's partition: that of every encryption context pattern.
+    partition: Partition,
     encrypt: BTreeSet<AccountId>,
     describe: bool,
     org_encrypt: Option<OrgId>,
 }
 
-/// `arn:aws:cloudtrail:*:<acct>:trail/*`: the encryption context CloudTrail sets is the trail
+/// `arn:<partition>:cloudtrail:*:<acct>:trail/*`: the encryption context CloudTrail sets is the trail
 /// ARN, so this admits every trail of one account (in any region) and nothing of another.
-fn account_trail_context(account: AccountId) -> String {
-    format!("arn:aws:cloudtrail:*:{account}:trail/*")
+fn account_trail_context(partition: Partition, account: AccountId) -> String {
+    format!("{}*:{account}:trail/*", partition.arn_prefix("cloudtrail"))
 }
-const ANY_TRAIL_CONTEXT: &str = "arn:aws:cloudtrail:*:*:trail/*";
+
+/// `arn:<partition>:cloudtrail:*:*:trail/*`: every trail of the partition (organization mode).
+fn any_trail_context(partition: Partition) -> String {
+    format!("{}*:*:trail/*", partition.arn_prefix("cloudtrail"))
+}
 
 impl KeyGrants {
-    fn read(doc: &PolicyDocument) -> Result<Self, PolicyError> {
-        let mut grants = Self::default();
+    fn read(doc: &PolicyDocument, partition: Partition) -> Result<Self, PolicyError> {
+        let mut grants = Self {
+            partition,
+            ..Self::default()
+        };
         for (index, sid, body) in doc.owned()? {
             let refuse = |reason: Reason| PolicyError::UnrecognizedOwnedStatement {
                 kind: PolicyKind::Key,
@@ -1402,14 +1445,15 @@ impl KeyGrants {
                 expect_members(body, true)?;
                 expect_common(body, "kms:GenerateDataKey*", "*")?;
                 let mut c = condition(body, &[("StringLike", KEY_KMS_TRAIL_CONTEXT)])?;
+                let start = format!("{}*:", self.partition.arn_prefix("cloudtrail"));
                 for pattern in take(&mut c, "StringLike", KEY_KMS_TRAIL_CONTEXT) {
                     let account = pattern
-                        .strip_prefix("arn:aws:cloudtrail:*:")
+                        .strip_prefix(start.as_str())
                         .and_then(|r| r.strip_suffix(":trail/*"))
                         .and_then(|a| AccountId::new(a).ok())
                         .ok_or_else(|| {
                             format!(
-                                "encryption context pattern {} is not arn:aws:cloudtrail:*:<account>:trail/*",
+                                "encryption context pattern {} is not {start}<account>:trail/*",
                                 log_safe(&pattern)
                             )
                         })?;
@@ -1438,7 +1482,7 @@ impl KeyGrants {
                         KEY_KMS_TRAIL_CONTEXT,
                     ))),
                     "encryption context",
-                    ANY_TRAIL_CONTEXT,
+                    &any_trail_context(self.partition),
                     false,
                 )?;
                 self.org_encrypt =
@@ -1457,7 +1501,7 @@ impl KeyGrants {
                 "kms:GenerateDataKey*",
                 "*",
                 Some(json!({ "StringLike": {
-                    KEY_KMS_TRAIL_CONTEXT: one_or_many(self.encrypt.iter().map(|a| account_trail_context(*a)))
+                    KEY_KMS_TRAIL_CONTEXT: one_or_many(self.encrypt.iter().map(|a| account_trail_context(self.partition, *a)))
                 }})),
             ));
         }
@@ -1468,7 +1512,7 @@ impl KeyGrants {
                 "*",
                 Some(json!({
                     "StringEquals": { KEY_SOURCE_ORG_ID: org.as_str() },
-                    "StringLike": { KEY_KMS_TRAIL_CONTEXT: ANY_TRAIL_CONTEXT },
+                    "StringLike": { KEY_KMS_TRAIL_CONTEXT: any_trail_context(self.partition) },
                 })),
             ));
         }
@@ -1488,12 +1532,29 @@ impl KeyGrants {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyPolicy {
     doc: PolicyDocument,
+    /// The key's partition ([`crate::trail::KmsKeyArn::partition`]); `parse` starts in `aws`.
+    partition: Partition,
 }
 
 impl KeyPolicy {
     /// Parses the text GetKeyPolicy returned (a key always has a policy).
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        PolicyDocument::parse(PolicyKind::Key, text).map(|doc| Self { doc })
+        PolicyDocument::parse(PolicyKind::Key, text).map(|doc| Self {
+            doc,
+            partition: Partition::Aws,
+        })
+    }
+
+    /// The policy of a key in `partition`: the encryption contexts name its trails.
+    pub fn in_partition(self, partition: Partition) -> Self {
+        Self { partition, ..self }
+    }
+
+    fn with_doc(&self, doc: PolicyDocument) -> Self {
+        Self {
+            doc,
+            partition: self.partition,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -1510,7 +1571,7 @@ impl KeyPolicy {
 
     /// Lets CloudTrail encrypt for the grant's account (or organization) and describe the key.
     pub fn admit(&self, grant: &Grant) -> Result<PolicyEdit<Self>, PolicyError> {
-        let before = KeyGrants::read(&self.doc)?;
+        let before = KeyGrants::read(&self.doc, self.partition)?;
         let mut after = before.clone();
         after.describe = true;
         match grant {
@@ -1523,6 +1584,7 @@ impl KeyPolicy {
         let reserved = match grant {
             Grant::Trail(_) if after.org_encrypt.is_none() => {
                 let org = KeyGrants {
+                    partition: self.partition,
                     org_encrypt: Some(longest_org_id()),
                     ..KeyGrants::default()
                 };
@@ -1536,36 +1598,38 @@ impl KeyPolicy {
             grant,
             accounts,
             reserved,
-            |doc| Self { doc },
+            |doc| self.with_doc(doc),
         )
     }
 
     /// Takes `account` out of the encryption statement (offboarding). `TrailkeeperKmsDescribe`
     /// stays: it names no account.
     pub fn revoke(&self, account: AccountId) -> Result<Revocation<Self>, PolicyError> {
-        let before = KeyGrants::read(&self.doc)?;
+        let before = KeyGrants::read(&self.doc, self.partition)?;
         let mut after = before.clone();
         let mut revoked = Vec::new();
         if after.encrypt.remove(&account) {
             revoked.push(format!(
                 "statement {SID_KMS_ENCRYPT}: kms:GenerateDataKey* for {KEY_KMS_TRAIL_CONTEXT} {}",
-                account_trail_context(account)
+                account_trail_context(self.partition, account)
             ));
         }
         let edit = self
             .doc
-            .shrink(after != before, after.render(), |doc| Self { doc });
+            .shrink(after != before, after.render(), |doc| self.with_doc(doc));
         Ok(Revocation { edit, revoked })
     }
 
     /// Whether trailkeeper's statements let `account`'s trails encrypt.
     pub fn holds_account(&self, account: AccountId) -> Result<bool, PolicyError> {
-        Ok(KeyGrants::read(&self.doc)?.encrypt.contains(&account))
+        Ok(KeyGrants::read(&self.doc, self.partition)?
+            .encrypt
+            .contains(&account))
     }
 
     /// `check` is DescribeKey, `write` is GenerateDataKey* for the grant.
     pub fn admission(&self, grant: &Grant) -> Result<Admission, PolicyError> {
-        let grants = KeyGrants::read(&self.doc)?;
+        let grants = KeyGrants::read(&self.doc, self.partition)?;
         Ok(Admission {
             check: grants.describe,
             write: match grant {
@@ -1580,7 +1644,10 @@ impl KeyPolicy {
     }
 
     pub fn admitted_accounts(&self) -> Result<Vec<AccountId>, PolicyError> {
-        Ok(KeyGrants::read(&self.doc)?.encrypt.into_iter().collect())
+        Ok(KeyGrants::read(&self.doc, self.partition)?
+            .encrypt
+            .into_iter()
+            .collect())
     }
 
     pub fn wide_statements(&self) -> Vec<StatementSummary> {
@@ -1730,7 +1797,10 @@ mod tests {
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/*",
             "arn:aws:cloudtrail:*:111111111111:trail/trailkeeper",
             "arn:aws:cloudtrail:us-east-1:*:trail/trailkeeper",
-            "arn:aws-cn:cloudtrail:cn-north-1:111111111111:trail/trailkeeper",
+            // The partition must be the region's (tests/partitions.rs has the valid ones).
+            "arn:aws-cn:cloudtrail:us-east-1:111111111111:trail/trailkeeper",
+            "arn:aws:cloudtrail:cn-north-1:111111111111:trail/trailkeeper",
+            "arn:aws-moon:cloudtrail:us-east-1:111111111111:trail/trailkeeper",
             "arn:aws:cloudtrail:us-east-1:111111111111:eventdatastore/x",
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/a:b",
         ] {

@@ -151,3 +151,37 @@ fn bucket_and_key_policies_name_resources_of_the_partition() {
         }
     }
 }
+
+#[test]
+fn member_role_arns_name_the_partition() {
+    for (partition, region) in PARTITIONS {
+        let c = config(partition, region, None);
+        assert_eq!(
+            c.member_role.arn(c.partition(), member()),
+            format!("arn:{partition}:iam::{MEMBER}:role/OrganizationAccountAccessRole")
+        );
+    }
+}
+
+/// One partition per deployment: a key or a home region of another is refused at start-up,
+/// naming the variable.
+#[test]
+fn settings_of_another_partition_are_refused_naming_the_variable() {
+    let vars = |home: &str, key: &str| {
+        let (home, key) = (home.to_owned(), key.to_owned());
+        OnboardConfig::from_vars(move |name| match name {
+            "TRAILKEEPER_BUCKET" => Some("central-logs".into()),
+            "AWS_REGION" => Some("cn-north-1".into()),
+            "TRAILKEEPER_HOME_REGION" => Some(home.clone()),
+            "TRAILKEEPER_KMS_KEY_ARN" => Some(key.clone()),
+            _ => None,
+        })
+    };
+    let cn_key = key_arn("aws-cn", "cn-north-1");
+    assert!(vars("cn-northwest-1", &cn_key).is_ok());
+    let e = vars("us-east-1", &cn_key).unwrap_err();
+    assert_eq!(e.variable, "TRAILKEEPER_HOME_REGION", "{e}");
+    assert!(e.to_string().contains("aws-cn"), "{e}");
+    let e = vars("cn-north-1", &key_arn("aws", "us-east-1")).unwrap_err();
+    assert_eq!(e.variable, "TRAILKEEPER_KMS_KEY_ARN", "{e}");
+}
