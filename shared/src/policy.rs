@@ -2313,9 +2313,28 @@ mod tests {
              "Action":"s3:GetBucketAcl","Resource":"arn:aws:s3:::central-logs",
              "Condition":{"StringEquals":{"aws:SourceOrgID":"o-aa111bb222"}}},
             {"Sid":"TrailkeeperOrgWrite","Effect":"Allow","Principal":{"Service":"cloudtrail.amazonaws.com"},
-             "Action":"s3:PutObject","Resource":"arn:aws:s3:::central-logs/org/trails/AWSLogs/*",
+             "Action":"s3:PutObject","Resource":"arn:aws:s3:::central-logs/org/trails/AWSLogs/${aws:SourceAccount}/*",
              "Condition":{"StringEquals":{"aws:SourceOrgID":"o-aa111bb222","s3:x-amz-acl":"bucket-owner-full-control"}}}]});
         assert_eq!(p.to_json(), expected.to_string());
+        // The grant of earlier versions, every member under every prefix, is understood and
+        // narrowed at the next organization admission.
+        let wide = p
+            .to_json()
+            .replace("AWSLogs/${aws:SourceAccount}/*", "AWSLogs/*");
+        let old = BucketPolicy::parse(&wide).unwrap();
+        assert!(
+            !old.admits(&d, &g).unwrap(),
+            "the wide grant is not the admission"
+        );
+        assert_eq!(changed(old.admit(&d, &g).unwrap()).to_json(), p.to_json());
+        // ...and whenever the policy is written for another reason (a per-account admission).
+        let t = Grant::Trail(trail("111111111111"));
+        let with_trail = changed(old.admit(&d, &t).unwrap());
+        assert!(
+            with_trail
+                .to_json()
+                .contains("AWSLogs/${aws:SourceAccount}/*")
+        );
         assert!(p.admits(&d, &g).unwrap());
         assert_eq!(p.admit(&d, &g).unwrap(), PolicyEdit::Unchanged);
         let other = Grant::Organization(OrgId::new("o-zz999yy888").unwrap());

@@ -154,6 +154,32 @@ fn condition_holds(s: &Map<String, Value>, req: &Request) -> bool {
     })
 }
 
+/// Policy variables (`${aws:SourceAccount}`) replaced by the request's values, as IAM does; a
+/// key the request lacks leaves nothing that can match (IAM: the statement does not apply).
+fn interpolate(pattern: &str, req: &Request) -> String {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find('}') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let key = &rest[at + 2..at + end];
+        match req
+            .context
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            Some((_, v)) => out.push_str(v),
+            None => return "\u{0}never matches".to_owned(),
+        }
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn allows(policy: &Value, req: &Request) -> bool {
     let statements = match &policy["Statement"] {
         Value::Array(a) => a.clone(),
@@ -170,8 +196,11 @@ fn allows(policy: &Value, req: &Request) -> bool {
                         .any(|p| glob(&req.action.to_ascii_lowercase(), &p.to_ascii_lowercase()))
                 }))
             && (s.contains_key("NotResource")
-                || s.get("Resource")
-                    .is_some_and(|r| strings(r).iter().any(|p| glob(&req.resource, p))))
+                || s.get("Resource").is_some_and(|r| {
+                    strings(r)
+                        .iter()
+                        .any(|p| glob(&req.resource, &interpolate(p, req)))
+                }))
             && condition_holds(s, req)
     })
 }
@@ -408,13 +437,14 @@ fn organization_mode_with_both_evaluators() {
         true,
         "org trail writes",
     );
+    // trailkeeper's trails are each account's own: organization-trail paths are not granted.
     check(
         &text,
         &with_org(
             put(&d, "o-aa111bb222/111111111111", &a, Some(ACL)),
             "o-aa111bb222",
         ),
-        true,
+        false,
         "org-trail path",
     );
     check(
@@ -441,13 +471,32 @@ fn organization_mode_with_both_evaluators() {
         true,
         "org ACL check",
     );
-    // Organization mode trades the per-account binding for constant size (documented).
+    // Constant size, and still each account under its own prefix only: the grant's Resource
+    // is [prefix/]AWSLogs/${aws:SourceAccount}/* (issue 19).
     check(
         &text,
         &with_org(put(&d, "222222222222", &a, Some(ACL)), "o-aa111bb222"),
-        true,
+        false,
         "org: A under B",
     );
+    check(
+        &text,
+        &with_org(
+            put(
+                &d,
+                "222222222222",
+                &trail("222222222222", "eu-west-1", "trailkeeper"),
+                Some(ACL),
+            ),
+            "o-aa111bb222",
+        ),
+        true,
+        "org: B under B",
+    );
+    // A request without aws:SourceAccount matches no prefix.
+    let mut anonymous = with_org(put(&d, "111111111111", &a, Some(ACL)), "o-aa111bb222");
+    anonymous.context.retain(|(k, _)| *k != "aws:SourceAccount");
+    check(&text, &anonymous, false, "org: no aws:SourceAccount");
 }
 
 #[test]
