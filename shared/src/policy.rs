@@ -19,7 +19,11 @@
 //! per account; that is what costs the bytes (see the `capacity` test).
 //!
 //! Organization mode: `TrailkeeperOrgAclCheck` + `TrailkeeperOrgWrite` admit every trail whose
-//! `aws:SourceOrgID` is the organization, writing under `[prefix/]AWSLogs/*`; constant size.
+//! `aws:SourceOrgID` is the organization, writing under `[prefix/]AWSLogs/${aws:SourceAccount}/*`:
+//! constant size, and still each account under its own prefix only. IAM resolves global condition
+//! keys as policy variables in requests between services (IAM User Guide, "IAM policy elements:
+//! Variables and tags"), and CloudTrail's request carries the trail owner as `aws:SourceAccount`.
+//! The wide `[prefix/]AWSLogs/*` of earlier versions is still read, and narrowed by the next write.
 //!
 //! Offboarding ([`BucketPolicy::revoke`], [`KeyPolicy::revoke`]) takes one account out of the
 //! model: its write statement, its trails in the shared ACL check, its encryption context. What
@@ -341,9 +345,20 @@ impl LogDestination {
         )
     }
 
-    /// Everything under `[prefix/]AWSLogs/`: per-account trails write `AWSLogs/<acct>/...`,
-    /// organization trails `AWSLogs/<o-id>/<acct>/...` (plus the management account's own
-    /// `AWSLogs/<mgmt>/...` pre-flight path), so organization mode has to cover both.
+    /// What organization mode grants: each trail writes under its own account's prefix,
+    /// `arn:<partition>:s3:::<bucket>/[prefix/]AWSLogs/${aws:SourceAccount}/*`, resolved by IAM
+    /// per request. (The prefix cannot hold `$`, so this is the only variable.)
+    pub fn source_account_objects_arn(&self) -> String {
+        format!(
+            "{}/{}${{aws:SourceAccount}}/*",
+            self.bucket_arn(),
+            self.logs_key_prefix()
+        )
+    }
+
+    /// Everything under `[prefix/]AWSLogs/`: the organization grant of earlier versions, which
+    /// let any trail of the organization write under any account's prefix. Only read, never
+    /// written.
     pub fn all_logs_arn(&self) -> String {
         format!("{}/{}*", self.bucket_arn(), self.logs_key_prefix())
     }
@@ -1051,6 +1066,8 @@ struct BucketGrants {
     writes: BTreeMap<AccountId, BTreeSet<TrailArn>>,
     org_acl_check: Option<OrgId>,
     org_write: Option<OrgId>,
+    /// `org_write` was read in the wide form ([`LogDestination::all_logs_arn`]).
+    org_write_wide: bool,
 }
 
 impl BucketGrants {
@@ -1090,7 +1107,14 @@ impl BucketGrants {
                     Some(single_org(take(&mut c, "StringEquals", KEY_SOURCE_ORG_ID))?);
             }
             SID_ORG_WRITE => {
-                expect_common(body, "s3:PutObject", &dest.all_logs_arn())?;
+                let wide = strings(body.get("Resource").unwrap_or(&Value::Null), "Resource")
+                    .is_ok_and(|r| r == [dest.all_logs_arn()]);
+                let resource = if wide {
+                    dest.all_logs_arn()
+                } else {
+                    dest.source_account_objects_arn()
+                };
+                expect_common(body, "s3:PutObject", &resource)?;
                 let mut c = condition(
                     body,
                     &[
@@ -1100,6 +1124,7 @@ impl BucketGrants {
                 )?;
                 expect_acl(take(&mut c, "StringEquals", KEY_ACL))?;
                 self.org_write = Some(single_org(take(&mut c, "StringEquals", KEY_SOURCE_ORG_ID))?);
+                self.org_write_wide = wide;
             }
             _ => {
                 let account = sid
@@ -1192,7 +1217,7 @@ impl BucketGrants {
             out.push(cloudtrail_statement(
                 SID_ORG_WRITE,
                 "s3:PutObject",
-                &dest.all_logs_arn(),
+                &dest.source_account_objects_arn(),
                 Some(json!({ "StringEquals": {
                     KEY_SOURCE_ORG_ID: org.as_str(),
                     KEY_ACL: BUCKET_OWNER_FULL_CONTROL,
@@ -1285,6 +1310,8 @@ impl BucketPolicy {
             Grant::Organization(org) => {
                 set_org(PolicyKind::Bucket, &mut after.org_acl_check, org)?;
                 set_org(PolicyKind::Bucket, &mut after.org_write, org)?;
+                // The wide grant of earlier versions becomes the per-account one.
+                after.org_write_wide = false;
             }
         }
         let accounts = before.writes.len();
@@ -1356,7 +1383,8 @@ impl BucketPolicy {
             },
             Grant::Organization(org) => Admission {
                 check: grants.org_acl_check.as_ref() == Some(org),
-                write: grants.org_write.as_ref() == Some(org),
+                // The wide form admits, but not as trailkeeper admits now: rewrite it.
+                write: grants.org_write.as_ref() == Some(org) && !grants.org_write_wide,
             },
         })
     }
