@@ -254,32 +254,24 @@ fn get_acl(dest: &LogDestination, source: &TrailArn) -> Request<'static> {
 
 // ---- iam-rs ---------------------------------------------------------------------------------
 
+mod iam_eval;
+
+/// The iam-rs adapter (`iam_eval`), on this file's requests: CloudTrail asking alone.
 mod iam {
     use super::*;
-    use iam_rs::{
-        Arn, Context, ContextValue, Decision, IAMPolicy, IAMRequest, Principal, PrincipalId,
-        evaluate_policy,
-    };
+    pub use iam_rs::Decision;
 
     pub fn decide(policy_json: &str, req: &Request) -> Decision {
-        let policy = IAMPolicy::from_json(policy_json)
-            .unwrap_or_else(|e| panic!("iam-rs cannot parse {policy_json}: {e}"));
-        let mut ctx = Context::new();
-        for (k, v) in &req.context {
-            let value = if *k == "aws:SecureTransport" {
-                ContextValue::Boolean(v == "true")
-            } else {
-                ContextValue::String(v.clone())
-            };
-            ctx.insert((*k).to_owned(), value);
-        }
-        let request = IAMRequest::new_with_context(
-            Principal::Service(PrincipalId::String("cloudtrail.amazonaws.com".into())),
+        super::iam_eval::decide(
+            &[policy_json],
+            &super::iam_eval::Caller::Service("cloudtrail.amazonaws.com"),
             req.action,
-            Arn::parse(&req.resource).unwrap(),
-            ctx,
-        );
-        evaluate_policy(&policy, &request).unwrap()
+            &req.resource,
+            &req.context
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn allowed(policy_json: &str, req: &Request) -> bool {
