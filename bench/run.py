@@ -299,8 +299,8 @@ def lambda_memory():
 def cold_start(tmp):
     events = {
         "digest-validator": ROOT / "events/digest-validator/s3-test-event.json",
-        "policy-updater": ROOT / "events/policy-updater/organizations-create-account-result-failed.json",
-        "trail-enabler": ROOT / "events/trail-enabler/organizations-create-account-result-failed.json",
+        "policy-updater": ROOT / "events/account-events/organizations-create-account-result-failed.json",
+        "trail-enabler": ROOT / "events/account-events/organizations-create-account-result-failed.json",
         "org-auditor": ROOT / "events/org-auditor/scheduled-event.json",
     }
     results = {}

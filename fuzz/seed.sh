@@ -39,7 +39,7 @@ for p in json_files:
     rel = str(p)
     if "cloudtrail-digest" in rel or p.name == "digest_uncompressed.json":
         put("digest_file", raw)
-    if any(s in rel for s in ("eventbridge-organizations", "controltower", "policy-updater", "trail-enabler")):
+    if any(s in rel for s in ("eventbridge-organizations", "controltower", "account-events")):
         put("account_event", raw)
     if "cloudtrail-logs" in rel or "cloudtrail-digest" in rel:
         # (chunk size selector, size-limit selector = 1 MiB) + the object as CloudTrail stores it.

@@ -12,7 +12,7 @@ use trailkeeper::events::{
 
 fn check(r: Result<Onboarding, EventError>) {
     let message = match r {
-        Ok(Onboarding::Account { account, .. }) => {
+        Ok(Onboarding::Account { account, .. } | Onboarding::Offboard { account, .. }) => {
             let id = account.as_str();
             assert!(
                 id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()),
@@ -72,5 +72,24 @@ fuzz_target!(|data: &[u8]| {
             json!({"eventName": name, "serviceEventDetails": { member: {"state": "SUCCEEDED", "account": {"accountId": v}}}}),
         )));
     }
+    // Membership events carry the account next to the method.
+    for (name, method, value) in [
+        ("AccountJoinedOrganization", "joinedMethod", "Invited"),
+        ("AccountDepartedOrganization", "departedMethod", "Removed"),
+    ] {
+        check(AccountEvent::parse(&envelope(
+            ORGANIZATIONS_SOURCE,
+            json!({"eventName": name, "serviceEventDetails": {"accountId": v, method: value}}),
+        )));
+        check(AccountEvent::parse(&envelope(
+            ORGANIZATIONS_SOURCE,
+            json!({"eventName": name, "serviceEventDetails": {"accountId": "012345678901", method: v}}),
+        )));
+    }
+    check(AccountEvent::parse(&envelope(
+        ORGANIZATIONS_SOURCE,
+        json!({"eventName": "CloseAccountResult",
+               "serviceEventDetails": {"closeAccountStatus": {"state": "SUCCEEDED", "accountId": v}}}),
+    )));
     check(AccountEvent::parse(&envelope(ORGANIZATIONS_SOURCE, v)));
 });

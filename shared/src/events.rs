@@ -1,9 +1,15 @@
-//! Account lifecycle events → the account to onboard.
+//! Account lifecycle events → the account to onboard, or to offboard.
 //!
-//! Three inputs are accepted (design, "Account events the onboarding functions accept"):
+//! Accepted inputs (design, "Account events the onboarding functions accept"):
 //! - Organizations `CreateAccountResult` service events (EventBridge envelope),
+//! - Organizations `AccountJoinedOrganization` (`joinedMethod` `Created` or `Invited`): the only
+//!   event for an invited account,
 //! - Control Tower `CreateManagedAccount` / `UpdateManagedAccount` service events,
-//! - a direct invocation `{"accountId": "123456789012"}` (manual run or backfill).
+//! - a direct invocation `{"accountId": "123456789012"}` (manual run or backfill);
+//!
+//! and, to offboard ([`Onboarding::Offboard`]):
+//! - Organizations `AccountDepartedOrganization` (`departedMethod` `Left`, `Removed`, `Cleaned`),
+//! - Organizations `CloseAccountResult` in state `SUCCEEDED`.
 //!
 //! Everything else is [`Onboarding::Ignored`] with a reason the caller logs. An event that is
 //! recognisably one of the kinds above but cannot be read is an [`EventError`] naming the
@@ -123,19 +129,76 @@ impl<'de> Deserialize<'de> for AccountId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccountEvent {
     OrganizationsCreateAccountResult,
+    OrganizationsAccountJoined(JoinedMethod),
+    OrganizationsAccountDeparted(DepartedMethod),
+    OrganizationsCloseAccountResult,
     ControlTowerCreateManagedAccount,
     ControlTowerUpdateManagedAccount,
     DirectInvoke,
 }
 
+/// `joinedMethod` of `AccountJoinedOrganization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinedMethod {
+    /// `CreateAccount` in the organization.
+    Created,
+    /// An accepted invitation (handshake).
+    Invited,
+}
+
+/// `departedMethod` of `AccountDepartedOrganization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DepartedMethod {
+    /// `LeaveOrganization`, by the member.
+    Left,
+    /// `RemoveAccountFromOrganization`, by the management account.
+    Removed,
+    /// A closed account at the end of its 90-day wait.
+    Cleaned,
+}
+
+impl JoinedMethod {
+    const ALL: [(&'static str, Self); 2] = [("Created", Self::Created), ("Invited", Self::Invited)];
+}
+
+impl DepartedMethod {
+    const ALL: [(&'static str, Self); 3] = [
+        ("Left", Self::Left),
+        ("Removed", Self::Removed),
+        ("Cleaned", Self::Cleaned),
+    ];
+}
+
 impl fmt::Display for AccountEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::OrganizationsCreateAccountResult => "Organizations CreateAccountResult",
-            Self::ControlTowerCreateManagedAccount => "Control Tower CreateManagedAccount",
-            Self::ControlTowerUpdateManagedAccount => "Control Tower UpdateManagedAccount",
-            Self::DirectInvoke => "direct invocation",
-        })
+        fn name<M: PartialEq>(all: &[(&'static str, M)], m: &M) -> &'static str {
+            all.iter().find(|(_, v)| v == m).map_or("?", |(n, _)| *n)
+        }
+        match self {
+            Self::OrganizationsCreateAccountResult => {
+                f.write_str("Organizations CreateAccountResult")
+            }
+            Self::OrganizationsAccountJoined(m) => write!(
+                f,
+                "Organizations AccountJoinedOrganization (joinedMethod {})",
+                name(&JoinedMethod::ALL, m)
+            ),
+            Self::OrganizationsAccountDeparted(m) => write!(
+                f,
+                "Organizations AccountDepartedOrganization (departedMethod {})",
+                name(&DepartedMethod::ALL, m)
+            ),
+            Self::OrganizationsCloseAccountResult => {
+                f.write_str("Organizations CloseAccountResult")
+            }
+            Self::ControlTowerCreateManagedAccount => {
+                f.write_str("Control Tower CreateManagedAccount")
+            }
+            Self::ControlTowerUpdateManagedAccount => {
+                f.write_str("Control Tower UpdateManagedAccount")
+            }
+            Self::DirectInvoke => f.write_str("direct invocation"),
+        }
     }
 }
 
@@ -147,15 +210,29 @@ pub enum Onboarding {
         account: AccountId,
         event: AccountEvent,
     },
+    /// Offboard this account: it left the organization, or was closed.
+    Offboard {
+        account: AccountId,
+        event: AccountEvent,
+    },
     /// Not for us (or not yet): log the reason and succeed.
     Ignored { reason: String },
 }
 
 impl Onboarding {
+    /// The account to onboard, if any.
     pub fn account(&self) -> Option<AccountId> {
         match self {
             Self::Account { account, .. } => Some(*account),
-            Self::Ignored { .. } => None,
+            Self::Offboard { .. } | Self::Ignored { .. } => None,
+        }
+    }
+
+    /// The account to offboard, if any.
+    pub fn departed(&self) -> Option<AccountId> {
+        match self {
+            Self::Offboard { account, .. } => Some(*account),
+            Self::Account { .. } | Self::Ignored { .. } => None,
         }
     }
 
@@ -223,6 +300,38 @@ struct CreateAccountStatus {
     failure_reason: Option<String>,
 }
 
+/// `AccountJoinedOrganization` / `AccountDepartedOrganization`: the member account and how it
+/// joined or departed (events/account-events/SOURCES.md, "Membership events").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountJoinedDetails {
+    account_id: String,
+    joined_method: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountDepartedDetails {
+    account_id: String,
+    departed_method: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloseAccountResultDetails {
+    close_account_status: CloseAccountStatus,
+}
+
+/// `accountId` is there in every state (the closure of a known account was asked for).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloseAccountStatus {
+    state: String,
+    account_id: String,
+    #[serde(default)]
+    failure_reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateManagedAccountDetails {
@@ -260,6 +369,19 @@ struct DirectInvoke {
 // ---------------------------------------------------------------------------------------------
 
 impl AccountEvent {
+    /// The event's name without what it carries (for errors about the carried value itself).
+    fn name(&self) -> &'static str {
+        match self {
+            Self::OrganizationsCreateAccountResult => "Organizations CreateAccountResult",
+            Self::OrganizationsAccountJoined(_) => "Organizations AccountJoinedOrganization",
+            Self::OrganizationsAccountDeparted(_) => "Organizations AccountDepartedOrganization",
+            Self::OrganizationsCloseAccountResult => "Organizations CloseAccountResult",
+            Self::ControlTowerCreateManagedAccount => "Control Tower CreateManagedAccount",
+            Self::ControlTowerUpdateManagedAccount => "Control Tower UpdateManagedAccount",
+            Self::DirectInvoke => "direct invocation",
+        }
+    }
+
     /// Classifies and reads an event given as text (CLI, tests).
     pub fn parse_str(text: &str) -> Result<Onboarding, EventError> {
         let value: Value =
@@ -360,6 +482,58 @@ fn parse_envelope(value: &Value) -> Result<Onboarding, EventError> {
             let account = account_id_at(&raw, event, &format!("{AT}.accountId"))?;
             Ok(Onboarding::Account { account, event })
         }
+        (ORGANIZATIONS_SOURCE, "AccountJoinedOrganization") => {
+            const AT: &str = "detail.serviceEventDetails";
+            let probe = AccountEvent::OrganizationsAccountJoined(JoinedMethod::Created);
+            let parsed: EventBridgeEvent<ServiceEvent<AccountJoinedDetails>> =
+                parse_located(value, probe)?;
+            let details = parsed.detail.service_event_details;
+            let method = method_at(
+                &JoinedMethod::ALL,
+                &details.joined_method,
+                probe,
+                &format!("{AT}.joinedMethod"),
+            )?;
+            let event = AccountEvent::OrganizationsAccountJoined(method);
+            let account = account_id_at(&details.account_id, event, &format!("{AT}.accountId"))?;
+            Ok(Onboarding::Account { account, event })
+        }
+        (ORGANIZATIONS_SOURCE, "AccountDepartedOrganization") => {
+            const AT: &str = "detail.serviceEventDetails";
+            let probe = AccountEvent::OrganizationsAccountDeparted(DepartedMethod::Left);
+            let parsed: EventBridgeEvent<ServiceEvent<AccountDepartedDetails>> =
+                parse_located(value, probe)?;
+            let details = parsed.detail.service_event_details;
+            let method = method_at(
+                &DepartedMethod::ALL,
+                &details.departed_method,
+                probe,
+                &format!("{AT}.departedMethod"),
+            )?;
+            let event = AccountEvent::OrganizationsAccountDeparted(method);
+            let account = account_id_at(&details.account_id, event, &format!("{AT}.accountId"))?;
+            Ok(Onboarding::Offboard { account, event })
+        }
+        (ORGANIZATIONS_SOURCE, "CloseAccountResult") => {
+            const AT: &str = "detail.serviceEventDetails.closeAccountStatus";
+            let event = AccountEvent::OrganizationsCloseAccountResult;
+            let parsed: EventBridgeEvent<ServiceEvent<CloseAccountResultDetails>> =
+                parse_located(value, event)?;
+            let status = parsed.detail.service_event_details.close_account_status;
+            let account = account_id_at(&status.account_id, event, &format!("{AT}.accountId"))?;
+            if status.state != SUCCEEDED {
+                // A failed closure leaves the account open and in the organization.
+                return Ok(Onboarding::ignored(format!(
+                    "{event} for account {account} in state {}{}",
+                    log_safe(&status.state),
+                    status
+                        .failure_reason
+                        .map(|r| format!(" (failureReason {})", log_safe(&r)))
+                        .unwrap_or_default()
+                )));
+            }
+            Ok(Onboarding::Offboard { account, event })
+        }
         (CONTROL_TOWER_SOURCE, "CreateManagedAccount") => {
             let event = AccountEvent::ControlTowerCreateManagedAccount;
             let parsed: EventBridgeEvent<ServiceEvent<CreateManagedAccountDetails>> =
@@ -424,6 +598,31 @@ fn managed_account(
     Ok(Onboarding::Account { account, event })
 }
 
+/// One of the documented values of a method field; anything else is malformed (an undocumented
+/// value might mean something else, so it is for a person to read, not for a guess).
+fn method_at<M: Copy>(
+    all: &[(&'static str, M)],
+    raw: &str,
+    event: AccountEvent,
+    path: &str,
+) -> Result<M, EventError> {
+    all.iter()
+        .find(|(n, _)| *n == raw)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            let expected: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            EventError::malformed(
+                event.name(),
+                path,
+                format!(
+                    "is {}, expected one of {}",
+                    log_safe(raw),
+                    expected.join(", ")
+                ),
+            )
+        })
+}
+
 fn account_id_at(raw: &str, event: AccountEvent, path: &str) -> Result<AccountId, EventError> {
     AccountId::new(raw).map_err(|e| EventError::malformed(event, path, e))
 }
@@ -479,7 +678,7 @@ fn parse_located<T: DeserializeOwned>(value: &Value, event: AccountEvent) -> Res
             .collect::<Vec<_>>()
             .join(".")
     };
-    Err(EventError::malformed(event, &dotted, first))
+    Err(EventError::malformed(event.name(), &dotted, first))
 }
 
 fn locate_missing(value: &Value, field: &str, changes: impl Fn(&Value) -> bool) -> Vec<String> {
@@ -866,6 +1065,7 @@ mod tests {
     fn every_sample_has_the_expected_outcome() {
         enum Want {
             Account(&'static str),
+            Offboard(&'static str),
             Ignored,
             Malformed(&'static str),
             /// Published with `...` elisions or missing commas: not JSON even without comments.
@@ -889,7 +1089,7 @@ mod tests {
             (
                 "eventbridge-organizations/awsdocs_CloseAccountResult_cloudtrail.json",
                 Some((ORGANIZATIONS_SOURCE, SERVICE_EVENT_DETAIL_TYPE)),
-                Ignored,
+                Offboard("555555555555"),
             ),
             (
                 "eventbridge-organizations/awsdocs_CloseAccount_cloudtrail.json",
@@ -922,10 +1122,11 @@ mod tests {
                 Some((ORGANIZATIONS_SOURCE, "AWS API Call via CloudTrail")),
                 Ignored,
             ),
+            // The placeholder account id of a closure is an error, not a silent skip.
             (
                 "eventbridge-organizations/nuvibit_CloseAccountResult_eventbridge.json",
                 None,
-                Ignored,
+                Malformed("detail.serviceEventDetails.closeAccountStatus.accountId"),
             ),
             (
                 "eventbridge-organizations/nuvibit_CreateAccountResult_eventbridge_2023-05-15.json",
@@ -1026,6 +1227,11 @@ mod tests {
                     Some(account(id)),
                     "{file}: {got:?}"
                 ),
+                Offboard(id) => assert_eq!(
+                    got.clone().ok().and_then(|o| o.departed()),
+                    Some(account(id)),
+                    "{file}: {got:?}"
+                ),
                 Ignored => assert!(
                     matches!(got, Ok(Onboarding::Ignored { .. })),
                     "{file}: {got:?}"
@@ -1037,6 +1243,143 @@ mod tests {
                 NotJson => unreachable!(),
             }
         }
+    }
+
+    // ---- membership events (issue 19) -----------------------------------------------------
+
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/account-events");
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{SAMPLES}/{name}");
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Invited accounts join through `AccountJoinedOrganization` only; both joined methods onboard.
+    #[test]
+    fn account_joined_organization_onboards_created_and_invited_accounts() {
+        for name in [
+            "organizations-account-joined-created.json",
+            "organizations-account-joined-invited.json",
+        ] {
+            let got = AccountEvent::parse(&sample(name));
+            assert_eq!(
+                got.clone().ok().and_then(|o| o.account()),
+                Some(account("444455556666")),
+                "{name}: {got:?}"
+            );
+        }
+    }
+
+    /// A departed or closed account must not be ignored: its grant has to go.
+    #[test]
+    fn departures_and_closures_are_not_ignored() {
+        for name in [
+            "organizations-account-departed-left.json",
+            "organizations-account-departed-removed.json",
+            "organizations-close-account-result.json",
+        ] {
+            let got = AccountEvent::parse(&sample(name));
+            assert!(
+                !matches!(got, Ok(Onboarding::Ignored { .. })),
+                "{name}: {got:?}"
+            );
+            assert_eq!(
+                got.clone().ok().and_then(|o| o.account()),
+                None,
+                "{name} must not onboard: {got:?}"
+            );
+            assert_eq!(
+                got.clone().ok().and_then(|o| o.departed()),
+                Some(account("444455556666")),
+                "{name}: {got:?}"
+            );
+        }
+    }
+
+    fn membership(name: &str, details: Value) -> Value {
+        envelope(
+            ORGANIZATIONS_SOURCE,
+            SERVICE_EVENT_DETAIL_TYPE,
+            json!({"eventName": name, "eventSource": "organizations.amazonaws.com", "serviceEventDetails": details}),
+        )
+    }
+
+    #[test]
+    fn membership_events_name_the_field_at_fault() {
+        const AT: &str = "detail.serviceEventDetails";
+        expect_account(
+            AccountEvent::parse(&membership(
+                "AccountJoinedOrganization",
+                json!({"accountId": "012345678901", "joinedMethod": "Invited"}),
+            )),
+            "012345678901",
+            AccountEvent::OrganizationsAccountJoined(JoinedMethod::Invited),
+        );
+        assert_eq!(
+            AccountEvent::parse(&membership(
+                "AccountDepartedOrganization",
+                json!({"accountId": "012345678901", "departedMethod": "Cleaned"}),
+            )),
+            Ok(Onboarding::Offboard {
+                account: account("012345678901"),
+                event: AccountEvent::OrganizationsAccountDeparted(DepartedMethod::Cleaned),
+            })
+        );
+        // An undocumented method is for a person to read, not a guess either way.
+        let problem = expect_malformed(
+            AccountEvent::parse(&membership(
+                "AccountJoinedOrganization",
+                json!({"accountId": "012345678901", "joinedMethod": "invited\n"}),
+            )),
+            &format!("{AT}.joinedMethod"),
+        );
+        assert!(problem.contains("Created, Invited"), "{problem}");
+        expect_malformed(
+            AccountEvent::parse(&membership(
+                "AccountDepartedOrganization",
+                json!({"accountId": "012345678901", "departedMethod": "Suspended"}),
+            )),
+            &format!("{AT}.departedMethod"),
+        );
+        expect_malformed(
+            AccountEvent::parse(&membership(
+                "AccountDepartedOrganization",
+                json!({"departedMethod": "Left"}),
+            )),
+            &format!("{AT}.accountId"),
+        );
+        expect_malformed(
+            AccountEvent::parse(&membership(
+                "AccountJoinedOrganization",
+                json!({"accountId": "*", "joinedMethod": "Created"}),
+            )),
+            &format!("{AT}.accountId"),
+        );
+        // A nesting other than the one we read fails loudly (SOURCES.md, "Membership events").
+        expect_malformed(
+            AccountEvent::parse(&membership(
+                "AccountJoinedOrganization",
+                json!({"accountJoinedOrganization": {"accountId": "012345678901", "joinedMethod": "Created"}}),
+            )),
+            &format!("{AT}.accountId"),
+        );
+        // A failed closure leaves the account where it is.
+        let reason = expect_ignored(AccountEvent::parse(&membership(
+            "CloseAccountResult",
+            json!({"closeAccountStatus": {"accountId": "012345678901", "state": "FAILED", "failureReason": "PENDING_HANDSHAKE"}}),
+        )));
+        assert!(
+            reason.contains("FAILED") && reason.contains("012345678901"),
+            "{reason}"
+        );
+        expect_malformed(
+            AccountEvent::parse(&membership(
+                "CloseAccountResult",
+                json!({"closeAccountStatus": {"state": "SUCCEEDED"}}),
+            )),
+            "detail.serviceEventDetails.closeAccountStatus.accountId",
+        );
     }
 
     // ---- direct invocation and hostile input ---------------------------------------------

@@ -13,6 +13,7 @@ pub mod events;
 pub mod gzip;
 pub mod keys;
 pub mod onboard;
+pub mod partition;
 pub mod policy;
 pub mod report;
 pub mod retire;

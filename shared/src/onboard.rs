@@ -18,6 +18,10 @@
 //! A writer whose read-back admits its account is safe from every writer that read before its
 //! write; writers that read after it carry the account along. So every account ends up admitted,
 //! however many arrive at once, within the attempt bound.
+//!
+//! Offboarding ([`revoke`], [`PolicyUpdater::revoke`]) is the same loop with the opposite edit:
+//! a writer that read before our write puts the departed account back, so the read-back must find
+//! it gone, or the loop removes it again on top of what is there.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -29,9 +33,10 @@ use serde_json::Value;
 use crate::athena::{AccountProjection, ProjectionError, QueryTables};
 use crate::config::{self, ConfigError};
 use crate::events::AccountId;
+use crate::partition::Partition;
 use crate::policy::{
     BucketName, BucketPolicy, Grant, KeyPolicy, KeyPrefix, LogDestination, OrgId, PolicyEdit,
-    PolicyError, PolicyKind, RegionName, TrailName,
+    PolicyError, PolicyKind, RegionName, Revocation, TrailName,
 };
 use crate::store::describe_sdk_error;
 use crate::trail::{Backoff, KmsKeyArn, RoleName, TrailSpec};
@@ -112,14 +117,33 @@ impl OnboardConfig {
         let member_role = parsed!("TRAILKEEPER_MEMBER_ROLE", RoleName::new)?
             .map_or_else(|| RoleName::new(DEFAULT_MEMBER_ROLE), Ok)
             .map_err(|e| invalid("TRAILKEEPER_MEMBER_ROLE", e))?;
+        let own_region = parsed!("AWS_REGION", RegionName::new)?;
         let home_region = match parsed!("TRAILKEEPER_HOME_REGION", RegionName::new)? {
             Some(r) => r,
-            None => parsed!("AWS_REGION", RegionName::new)?.ok_or(ConfigError {
+            None => own_region.clone().ok_or(ConfigError {
                 variable: "TRAILKEEPER_HOME_REGION",
                 why: "is not set, and neither is AWS_REGION to default it to".into(),
             })?,
         };
+        // The one place the partition is decided: the function's own region (the CLI's, when
+        // run by hand), else the home region. Everything else must be in it.
+        let partition = Partition::of_region(own_region.as_ref().unwrap_or(&home_region).as_str());
+        let other_partition = |variable: &'static str, found: Partition| ConfigError {
+            variable,
+            why: format!(
+                "is in partition {found}, but the function runs in {partition} (AWS_REGION): an ARN of another partition never matches"
+            ),
+        };
+        if Partition::of_region(home_region.as_str()) != partition {
+            return Err(other_partition(
+                "TRAILKEEPER_HOME_REGION",
+                Partition::of_region(home_region.as_str()),
+            ));
+        }
         let kms_key = parsed!("TRAILKEEPER_KMS_KEY_ARN", KmsKeyArn::new)?;
+        if let Some(key) = kms_key.as_ref().filter(|k| k.partition() != partition) {
+            return Err(other_partition("TRAILKEEPER_KMS_KEY_ARN", key.partition()));
+        }
         let org_id = parsed!("TRAILKEEPER_ORG_ID", OrgId::new)?;
         let mode = match parsed("TRAILKEEPER_POLICY_MODE").as_deref().map(str::trim) {
             None | Some("per-account") => PolicyMode::PerAccount,
@@ -136,7 +160,7 @@ impl OnboardConfig {
         };
         let query_tables = QueryTables::from_vars(&var)?;
         Ok(Self {
-            destination: LogDestination::new(bucket, prefix),
+            destination: LogDestination::new(bucket, prefix).in_partition(partition),
             trail_name,
             member_role,
             home_region,
@@ -144,6 +168,11 @@ impl OnboardConfig {
             mode,
             query_tables,
         })
+    }
+
+    /// The partition every ARN is written in (decided by [`Self::from_vars`]).
+    pub fn partition(&self) -> Partition {
+        self.destination.partition
     }
 
     pub fn trail_spec(&self) -> TrailSpec {
@@ -184,11 +213,15 @@ pub enum OnboardError {
         cause: String,
     },
     #[error(
-        "account {account}: {target} still does not admit the account after {attempts} attempts ({writes} writes), each overwritten by concurrent edits; nothing was lost that was there before, but the account is not admitted: invoke again with {{\"accountId\": \"{account}\"}}"
+        "account {account}: {target} {state} after {attempts} attempts ({writes} writes), each overwritten by concurrent edits; nothing was lost that was there before, but the edit is not done: deliver the event again{retry}"
     )]
     NotConverged {
         account: AccountId,
         target: String,
+        /// Where the account still is: "still does not admit the account", "still admits ...".
+        state: &'static str,
+        /// How to retry by hand, when there is a way.
+        retry: String,
         attempts: u32,
         writes: u32,
     },
@@ -413,9 +446,10 @@ impl PolicyTarget {
                     },
                 })
             }
-            Self::Key { .. } => {
+            Self::Key { key, .. } => {
                 // A key always has a policy; GetKeyPolicy never returns none.
-                let before = KeyPolicy::parse(text.unwrap_or_default())?;
+                let before =
+                    KeyPolicy::parse(text.unwrap_or_default())?.in_partition(key.partition());
                 Ok(match before.admit(grant)? {
                     PolicyEdit::Unchanged => Admit::Unchanged,
                     PolicyEdit::Changed { policy, bytes } => Admit::Changed {
@@ -429,13 +463,81 @@ impl PolicyTarget {
         }
     }
 
+    /// The edit taking `account` out of `text`, and what the account held there.
+    pub fn revoke(
+        &self,
+        text: Option<&str>,
+        account: AccountId,
+    ) -> Result<(Admit, Vec<String>), PolicyError> {
+        fn admit_of<P>(
+            before: Option<Value>,
+            r: Revocation<P>,
+            render: impl Fn(&P) -> (Value, String),
+        ) -> (Admit, Vec<String>) {
+            let edit = match r.edit {
+                PolicyEdit::Unchanged => Admit::Unchanged,
+                PolicyEdit::Changed { policy, bytes } => {
+                    let (after, text) = render(&policy);
+                    Admit::Changed {
+                        before,
+                        after,
+                        text,
+                        bytes,
+                    }
+                }
+            };
+            (edit, r.revoked)
+        }
+        match self {
+            Self::Bucket { destination, .. } => {
+                let Some(t) = text else {
+                    return Ok((Admit::Unchanged, Vec::new()));
+                };
+                let before = BucketPolicy::parse(t)?;
+                Ok(admit_of(
+                    Some(before.to_value()),
+                    before.revoke(destination, account)?,
+                    |p| (p.to_value(), p.to_json()),
+                ))
+            }
+            Self::Key { key, .. } => {
+                let before =
+                    KeyPolicy::parse(text.unwrap_or_default())?.in_partition(key.partition());
+                Ok(admit_of(
+                    Some(before.to_value()),
+                    before.revoke(account)?,
+                    |p| (p.to_value(), p.to_json()),
+                ))
+            }
+        }
+    }
+
+    /// Whether trailkeeper's statements in `text` grant `account` anything.
+    pub fn holds_account(
+        &self,
+        text: Option<&str>,
+        account: AccountId,
+    ) -> Result<bool, PolicyError> {
+        match (self, text) {
+            (_, None) => Ok(false),
+            (Self::Bucket { destination, .. }, Some(t)) => {
+                BucketPolicy::parse(t)?.holds_account(destination, account)
+            }
+            (Self::Key { key, .. }, Some(t)) => KeyPolicy::parse(t)?
+                .in_partition(key.partition())
+                .holds_account(account),
+        }
+    }
+
     pub fn admits(&self, text: Option<&str>, grant: &Grant) -> Result<bool, PolicyError> {
         match (self, text) {
             (_, None) => Ok(false),
             (Self::Bucket { destination, .. }, Some(t)) => {
                 BucketPolicy::parse(t)?.admits(destination, grant)
             }
-            (Self::Key { .. }, Some(t)) => KeyPolicy::parse(t)?.admits(grant),
+            (Self::Key { key, .. }, Some(t)) => KeyPolicy::parse(t)?
+                .in_partition(key.partition())
+                .admits(grant),
         }
     }
 }
@@ -485,7 +587,8 @@ impl PolicyLoop {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyReport {
     pub policy: String,
-    /// `admitted` (written now) or `already_admitted` (nothing written).
+    /// `admitted` (written now) or `already_admitted` (nothing written); when offboarding,
+    /// `revoked` (written now) or `not_admitted` (the policy held nothing for the account).
     pub status: &'static str,
     /// PutBucketPolicy / PutKeyPolicy calls that took effect, or may have (their answer was
     /// lost); more than one means concurrent edits overwrote ours and we wrote again.
@@ -494,6 +597,26 @@ pub struct PolicyReport {
     pub attempts: u32,
     /// Size of the policy we last wrote (0 if none).
     pub bytes: usize,
+    /// Offboarding: each grant the account held and lost, as written in the policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<String>,
+}
+
+/// The edit the loop converges to, for one account.
+#[derive(Debug, Clone, Copy)]
+enum Change<'a> {
+    Admit(&'a Grant),
+    Revoke,
+}
+
+impl Change<'_> {
+    /// (status when this round wrote, status when nothing had to be written)
+    fn statuses(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Admit(_) => ("admitted", "already_admitted"),
+            Self::Revoke => ("revoked", "not_admitted"),
+        }
+    }
 }
 
 /// Makes `target` admit `grant` for `account`, converging under concurrent writers.
@@ -503,30 +626,56 @@ pub async fn admit(
     grant: &Grant,
     bounds: &PolicyLoop,
 ) -> Result<PolicyReport, OnboardError> {
+    converge(target, account, Change::Admit(grant), bounds).await
+}
+
+/// Takes `account`'s grants out of `target` (offboarding), converging under concurrent writers.
+pub async fn revoke(
+    target: &PolicyTarget,
+    account: AccountId,
+    bounds: &PolicyLoop,
+) -> Result<PolicyReport, OnboardError> {
+    converge(target, account, Change::Revoke, bounds).await
+}
+
+async fn converge(
+    target: &PolicyTarget,
+    account: AccountId,
+    change: Change<'_>,
+    bounds: &PolicyLoop,
+) -> Result<PolicyReport, OnboardError> {
     let policy_error = |source| OnboardError::Policy {
         account,
         target: target.to_string(),
         source,
     };
+    let (done, nothing_to_do) = change.statuses();
     let (mut writes, mut bytes) = (0, 0);
+    let mut revoked = Vec::new();
     for attempt in 1..=bounds.attempts {
         let read_at = Instant::now();
         let current = target.read(account).await?;
-        let (text, size) = match target
-            .admit(current.as_deref(), grant)
-            .map_err(policy_error)?
-        {
+        let edit = match change {
+            Change::Admit(grant) => target.admit(current.as_deref(), grant),
+            Change::Revoke => target
+                .revoke(current.as_deref(), account)
+                .map(|(edit, held)| {
+                    if !held.is_empty() {
+                        revoked = held;
+                    }
+                    edit
+                }),
+        }
+        .map_err(policy_error)?;
+        let (text, size) = match edit {
             Admit::Unchanged => {
                 return Ok(PolicyReport {
                     policy: target.to_string(),
-                    status: if writes == 0 {
-                        "already_admitted"
-                    } else {
-                        "admitted"
-                    },
+                    status: if writes == 0 { nothing_to_do } else { done },
                     writes,
                     attempts: attempt,
                     bytes,
+                    revoked,
                 });
             }
             Admit::Changed { text, bytes, .. } => (text, bytes),
@@ -552,26 +701,39 @@ pub async fn admit(
             bytes = size;
             tokio::time::sleep(bounds.settle).await;
             let back = target.read(account).await?;
-            if target
-                .admits(back.as_deref(), grant)
-                .map_err(policy_error)?
-            {
-                tracing::info!(%account, policy = %target, writes, attempt, bytes, "admitted");
+            let holds = match change {
+                Change::Admit(grant) => target.admits(back.as_deref(), grant),
+                Change::Revoke => target
+                    .holds_account(back.as_deref(), account)
+                    .map(|held| !held),
+            }
+            .map_err(policy_error)?;
+            if holds {
+                tracing::info!(%account, policy = %target, writes, attempt, bytes, "{done}");
                 return Ok(PolicyReport {
                     policy: target.to_string(),
-                    status: "admitted",
+                    status: done,
                     writes,
                     attempts: attempt,
                     bytes,
+                    revoked,
                 });
             }
-            tracing::warn!(%account, policy = %target, attempt, "a concurrent edit overwrote ours; writing again");
+            tracing::warn!(%account, policy = %target, attempt, "a concurrent edit overwrote ours ({done}); writing again");
         }
         tokio::time::sleep(bounds.backoff.delay(attempt)).await;
     }
     Err(OnboardError::NotConverged {
         account,
         target: target.to_string(),
+        state: match change {
+            Change::Admit(_) => "still does not admit the account",
+            Change::Revoke => "still admits the account",
+        },
+        retry: match change {
+            Change::Admit(_) => format!(" (or invoke with {{\"accountId\": \"{account}\"}})"),
+            Change::Revoke => String::new(),
+        },
         attempts: bounds.attempts,
         writes,
     })
@@ -643,8 +805,20 @@ impl PolicyUpdater {
                     writes: u32::from(added),
                     attempts: 1,
                     bytes: 0,
+                    revoked: Vec::new(),
                 });
             }
+        }
+        Ok(reports)
+    }
+
+    /// Offboards the account: takes its statements out of each policy, the bucket's first (it is
+    /// what lets the trail write). The Athena projection keeps the account: its history stays,
+    /// and stays queryable.
+    pub async fn revoke(&self, account: AccountId) -> Result<Vec<PolicyReport>, OnboardError> {
+        let mut reports = Vec::new();
+        for target in self.targets.iter().rev() {
+            reports.push(revoke(target, account, &self.bounds).await?);
         }
         Ok(reports)
     }

@@ -19,7 +19,15 @@
 //! per account; that is what costs the bytes (see the `capacity` test).
 //!
 //! Organization mode: `TrailkeeperOrgAclCheck` + `TrailkeeperOrgWrite` admit every trail whose
-//! `aws:SourceOrgID` is the organization, writing under `[prefix/]AWSLogs/*`; constant size.
+//! `aws:SourceOrgID` is the organization, writing under `[prefix/]AWSLogs/${aws:SourceAccount}/*`:
+//! constant size, and still each account under its own prefix only. IAM resolves global condition
+//! keys as policy variables in requests between services (IAM User Guide, "IAM policy elements:
+//! Variables and tags"), and CloudTrail's request carries the trail owner as `aws:SourceAccount`.
+//! The wide `[prefix/]AWSLogs/*` of earlier versions is still read, and narrowed by the next write.
+//!
+//! Offboarding ([`BucketPolicy::revoke`], [`KeyPolicy::revoke`]) takes one account out of the
+//! model: its write statement, its trails in the shared ACL check, its encryption context. What
+//! the account held is returned, for the result to name. Foreign statements stay as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -28,6 +36,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::events::{AccountId, log_safe_key, log_safe_with};
+pub use crate::partition::Partition;
 
 /// S3 bucket policies are limited to 20 KB.
 pub const BUCKET_POLICY_LIMIT_BYTES: usize = 20 * 1024;
@@ -214,8 +223,9 @@ fn starts_and_ends_alphanumeric(s: &str) -> bool {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
-/// `arn:aws:cloudtrail:<home region>:<account>:trail/<name>`: the `aws:SourceArn` CloudTrail
-/// presents for every delivery of a (multi-region) trail, whatever region the event came from.
+/// `arn:<partition>:cloudtrail:<home region>:<account>:trail/<name>`: the `aws:SourceArn`
+/// CloudTrail presents for every delivery of a (multi-region) trail, whatever region the event
+/// came from. The partition is the home region's.
 ///
 /// Ordered by account first, so rendered lists group by account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,15 +233,22 @@ pub struct TrailArn {
     account: AccountId,
     region: RegionName,
     name: TrailName,
+    /// Always the region's ([`Partition::of_region`]).
+    partition: Partition,
 }
 
 impl TrailArn {
     pub fn new(region: RegionName, account: AccountId, name: TrailName) -> Self {
         Self {
+            partition: Partition::of_region(region.as_str()),
             account,
             region,
             name,
         }
+    }
+
+    pub fn partition(&self) -> Partition {
+        self.partition
     }
 
     pub fn account(&self) -> AccountId {
@@ -244,16 +261,16 @@ impl TrailArn {
         &self.name
     }
 
-    /// Strict inverse of `Display` (partition `aws` only).
+    /// Strict inverse of `Display`: the partition must be the region's.
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let bad = || {
             config_error(
                 "trail ARN",
                 s,
-                "expected arn:aws:cloudtrail:<region>:<account>:trail/<name>",
+                "expected arn:<partition>:cloudtrail:<region>:<account>:trail/<name>, the partition that of the region",
             )
         };
-        let rest = s.strip_prefix("arn:aws:cloudtrail:").ok_or_else(bad)?;
+        let (partition, rest) = Partition::split_arn(s, "cloudtrail").ok_or_else(bad)?;
         let mut parts = rest.splitn(3, ':');
         let (Some(region), Some(account), Some(resource)) =
             (parts.next(), parts.next(), parts.next())
@@ -261,11 +278,15 @@ impl TrailArn {
             return Err(bad());
         };
         let name = resource.strip_prefix("trail/").ok_or_else(bad)?;
-        Ok(Self {
-            region: RegionName::new(region)?,
-            account: AccountId::new(account).map_err(|_| bad())?,
-            name: TrailName::new(name)?,
-        })
+        let trail = Self::new(
+            RegionName::new(region)?,
+            AccountId::new(account).map_err(|_| bad())?,
+            TrailName::new(name)?,
+        );
+        if trail.partition != partition {
+            return Err(bad());
+        }
+        Ok(trail)
     }
 }
 
@@ -273,26 +294,37 @@ impl fmt::Display for TrailArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "arn:aws:cloudtrail:{}:{}:trail/{}",
-            self.region, self.account, self.name
+            "arn:{}:cloudtrail:{}:{}:trail/{}",
+            self.partition, self.region, self.account, self.name
         )
     }
 }
 
-/// Where CloudTrail writes: `s3://<bucket>/[<prefix>/]AWSLogs/...`.
+/// Where CloudTrail writes: `s3://<bucket>/[<prefix>/]AWSLogs/...`, in a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDestination {
     pub bucket: BucketName,
     pub prefix: Option<KeyPrefix>,
+    /// The partition of the bucket's ARNs: the configuration's ([`Partition::of_region`] of
+    /// the function's region); [`Self::new`] starts in `aws`.
+    pub partition: Partition,
 }
 
 impl LogDestination {
     pub fn new(bucket: BucketName, prefix: Option<KeyPrefix>) -> Self {
-        Self { bucket, prefix }
+        Self {
+            bucket,
+            prefix,
+            partition: Partition::Aws,
+        }
+    }
+
+    pub fn in_partition(self, partition: Partition) -> Self {
+        Self { partition, ..self }
     }
 
     pub fn bucket_arn(&self) -> String {
-        format!("arn:aws:s3:::{}", self.bucket)
+        format!("arn:{}:s3:::{}", self.partition, self.bucket)
     }
 
     /// `[prefix/]AWSLogs/`
@@ -303,21 +335,32 @@ impl LogDestination {
         }
     }
 
-    /// The objects one account's trail may write: `arn:aws:s3:::<bucket>/[prefix/]AWSLogs/<acct>/*`.
+    /// The objects one account's trail may write: `arn:<partition>:s3:::<bucket>/[prefix/]AWSLogs/<acct>/*`.
     pub fn account_objects_arn(&self, account: AccountId) -> String {
         format!(
-            "arn:aws:s3:::{}/{}{}/*",
-            self.bucket,
+            "{}/{}{}/*",
+            self.bucket_arn(),
             self.logs_key_prefix(),
             account
         )
     }
 
-    /// Everything under `[prefix/]AWSLogs/`: per-account trails write `AWSLogs/<acct>/...`,
-    /// organization trails `AWSLogs/<o-id>/<acct>/...` (plus the management account's own
-    /// `AWSLogs/<mgmt>/...` pre-flight path), so organization mode has to cover both.
+    /// What organization mode grants: each trail writes under its own account's prefix,
+    /// `arn:<partition>:s3:::<bucket>/[prefix/]AWSLogs/${aws:SourceAccount}/*`, resolved by IAM
+    /// per request. (The prefix cannot hold `$`, so this is the only variable.)
+    pub fn source_account_objects_arn(&self) -> String {
+        format!(
+            "{}/{}${{aws:SourceAccount}}/*",
+            self.bucket_arn(),
+            self.logs_key_prefix()
+        )
+    }
+
+    /// Everything under `[prefix/]AWSLogs/`: the organization grant of earlier versions, which
+    /// let any trail of the organization write under any account's prefix. Only read, never
+    /// written.
     pub fn all_logs_arn(&self) -> String {
-        format!("arn:aws:s3:::{}/{}*", self.bucket, self.logs_key_prefix())
+        format!("{}/{}*", self.bucket_arn(), self.logs_key_prefix())
     }
 }
 
@@ -359,6 +402,14 @@ impl Admission {
 pub enum PolicyEdit<P> {
     Unchanged,
     Changed { policy: P, bytes: usize },
+}
+
+/// What offboarding one account does to a policy: the edit, and each grant the account lost
+/// (empty when the policy held none for it, and then the edit is `Unchanged`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revocation<P> {
+    pub edit: PolicyEdit<P>,
+    pub revoked: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -776,6 +827,24 @@ impl PolicyDocument {
             .collect()
     }
 
+    /// Renders `after`, an edit that only removes grants: no size check (it can only shrink).
+    fn shrink<P>(
+        &self,
+        changed: bool,
+        owned: Vec<Value>,
+        wrap: impl FnOnce(PolicyDocument) -> P,
+    ) -> PolicyEdit<P> {
+        if !changed {
+            return PolicyEdit::Unchanged;
+        }
+        let doc = self.with_owned(owned);
+        let bytes = doc.to_json().len();
+        PolicyEdit::Changed {
+            policy: wrap(doc),
+            bytes,
+        }
+    }
+
     /// Renders `after`, checks the size limit (keeping `reserved` bytes free), and says
     /// whether anything changed.
     fn edit<P>(
@@ -928,10 +997,18 @@ fn take(found: &mut BTreeMap<(String, String), Vec<String>>, op: &str, key: &str
         .unwrap_or_default()
 }
 
-fn trail_arns(values: Vec<String>) -> Result<BTreeSet<TrailArn>, Reason> {
+fn trail_arns(values: Vec<String>, partition: Partition) -> Result<BTreeSet<TrailArn>, Reason> {
     values
         .iter()
-        .map(|v| TrailArn::parse(v).map_err(|e| format!("aws:SourceArn value: {e}")))
+        .map(|v| {
+            let trail = TrailArn::parse(v).map_err(|e| format!("aws:SourceArn value: {e}"))?;
+            if trail.partition() != partition {
+                return Err(format!(
+                    "aws:SourceArn {trail} is not in the bucket's partition {partition}"
+                ));
+            }
+            Ok(trail)
+        })
         .collect()
 }
 
@@ -989,6 +1066,8 @@ struct BucketGrants {
     writes: BTreeMap<AccountId, BTreeSet<TrailArn>>,
     org_acl_check: Option<OrgId>,
     org_write: Option<OrgId>,
+    /// `org_write` was read in the wide form ([`LogDestination::all_logs_arn`]).
+    org_write_wide: bool,
 }
 
 impl BucketGrants {
@@ -1018,7 +1097,8 @@ impl BucketGrants {
             SID_ACL_CHECK => {
                 expect_common(body, "s3:GetBucketAcl", &bucket)?;
                 let mut c = condition(body, &[("StringEquals", KEY_SOURCE_ARN)])?;
-                self.acl_check = trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN))?;
+                self.acl_check =
+                    trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN), dest.partition)?;
             }
             SID_ORG_ACL_CHECK => {
                 expect_common(body, "s3:GetBucketAcl", &bucket)?;
@@ -1027,7 +1107,14 @@ impl BucketGrants {
                     Some(single_org(take(&mut c, "StringEquals", KEY_SOURCE_ORG_ID))?);
             }
             SID_ORG_WRITE => {
-                expect_common(body, "s3:PutObject", &dest.all_logs_arn())?;
+                let wide = strings(body.get("Resource").unwrap_or(&Value::Null), "Resource")
+                    .is_ok_and(|r| r == [dest.all_logs_arn()]);
+                let resource = if wide {
+                    dest.all_logs_arn()
+                } else {
+                    dest.source_account_objects_arn()
+                };
+                expect_common(body, "s3:PutObject", &resource)?;
                 let mut c = condition(
                     body,
                     &[
@@ -1037,6 +1124,7 @@ impl BucketGrants {
                 )?;
                 expect_acl(take(&mut c, "StringEquals", KEY_ACL))?;
                 self.org_write = Some(single_org(take(&mut c, "StringEquals", KEY_SOURCE_ORG_ID))?);
+                self.org_write_wide = wide;
             }
             _ => {
                 let account = sid
@@ -1049,7 +1137,8 @@ impl BucketGrants {
                     &[("StringEquals", KEY_SOURCE_ARN), ("StringEquals", KEY_ACL)],
                 )?;
                 expect_acl(take(&mut c, "StringEquals", KEY_ACL))?;
-                let trails = trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN))?;
+                let trails =
+                    trail_arns(take(&mut c, "StringEquals", KEY_SOURCE_ARN), dest.partition)?;
                 // The whole point of per-account statements: a prefix binds only its own trails.
                 if let Some(other) = trails.iter().find(|t| t.account() != account) {
                     return Err(format!(
@@ -1060,6 +1149,36 @@ impl BucketGrants {
             }
         }
         Ok(())
+    }
+
+    /// Takes `account` out; returns what it held, described.
+    fn revoke(&mut self, dest: &LogDestination, account: AccountId) -> Vec<String> {
+        let mut revoked = Vec::new();
+        if let Some(trails) = self.writes.remove(&account) {
+            let trails: Vec<String> = trails.iter().map(ToString::to_string).collect();
+            revoked.push(format!(
+                "statement {SID_WRITE_PREFIX}{account}: s3:PutObject on {} for aws:SourceArn {}",
+                dest.account_objects_arn(account),
+                trails.join(", ")
+            ));
+        }
+        let checks: Vec<TrailArn> = self
+            .acl_check
+            .iter()
+            .filter(|t| t.account() == account)
+            .cloned()
+            .collect();
+        for trail in checks {
+            self.acl_check.remove(&trail);
+            revoked.push(format!(
+                "statement {SID_ACL_CHECK}: s3:GetBucketAcl for aws:SourceArn {trail}"
+            ));
+        }
+        revoked
+    }
+
+    fn holds(&self, account: AccountId) -> bool {
+        self.writes.contains_key(&account) || self.acl_check.iter().any(|t| t.account() == account)
     }
 
     fn render(&self, dest: &LogDestination) -> Vec<Value> {
@@ -1098,7 +1217,7 @@ impl BucketGrants {
             out.push(cloudtrail_statement(
                 SID_ORG_WRITE,
                 "s3:PutObject",
-                &dest.all_logs_arn(),
+                &dest.source_account_objects_arn(),
                 Some(json!({ "StringEquals": {
                     KEY_SOURCE_ORG_ID: org.as_str(),
                     KEY_ACL: BUCKET_OWNER_FULL_CONTROL,
@@ -1191,6 +1310,8 @@ impl BucketPolicy {
             Grant::Organization(org) => {
                 set_org(PolicyKind::Bucket, &mut after.org_acl_check, org)?;
                 set_org(PolicyKind::Bucket, &mut after.org_write, org)?;
+                // The wide grant of earlier versions becomes the per-account one.
+                after.org_write_wide = false;
             }
         }
         let accounts = before.writes.len();
@@ -1217,6 +1338,33 @@ impl BucketPolicy {
         )
     }
 
+    /// Takes `account`'s grants out of trailkeeper's statements (offboarding): its write
+    /// statement and its trails in the ACL check. Organization statements stay: they admit by
+    /// `aws:SourceOrgID`, which an account that left no longer has. `Unchanged` means the policy
+    /// holds nothing for the account: skip PutBucketPolicy.
+    pub fn revoke(
+        &self,
+        dest: &LogDestination,
+        account: AccountId,
+    ) -> Result<Revocation<Self>, PolicyError> {
+        let before = BucketGrants::read(&self.doc, dest)?;
+        let mut after = before.clone();
+        let revoked = after.revoke(dest, account);
+        let edit = self
+            .doc
+            .shrink(after != before, after.render(dest), |doc| Self { doc });
+        Ok(Revocation { edit, revoked })
+    }
+
+    /// Whether trailkeeper's statements grant `account` anything (a write or an ACL check).
+    pub fn holds_account(
+        &self,
+        dest: &LogDestination,
+        account: AccountId,
+    ) -> Result<bool, PolicyError> {
+        Ok(BucketGrants::read(&self.doc, dest)?.holds(account))
+    }
+
     /// What trailkeeper's statements grant to `grant`: for verification after a write and for
     /// audits. Other statements are not considered (see [`Self::wide_statements`]).
     pub fn admission(
@@ -1235,7 +1383,8 @@ impl BucketPolicy {
             },
             Grant::Organization(org) => Admission {
                 check: grants.org_acl_check.as_ref() == Some(org),
-                write: grants.org_write.as_ref() == Some(org),
+                // The wide form admits, but not as trailkeeper admits now: rewrite it.
+                write: grants.org_write.as_ref() == Some(org) && !grants.org_write_wide,
             },
         })
     }
@@ -1282,21 +1431,30 @@ impl BucketPolicy {
 /// What trailkeeper's key statements grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct KeyGrants {
+    /// The key's partition: that of every encryption context pattern.
+    partition: Partition,
     encrypt: BTreeSet<AccountId>,
     describe: bool,
     org_encrypt: Option<OrgId>,
 }
 
-/// `arn:aws:cloudtrail:*:<acct>:trail/*`: the encryption context CloudTrail sets is the trail
+/// `arn:<partition>:cloudtrail:*:<acct>:trail/*`: the encryption context CloudTrail sets is the trail
 /// ARN, so this admits every trail of one account (in any region) and nothing of another.
-fn account_trail_context(account: AccountId) -> String {
-    format!("arn:aws:cloudtrail:*:{account}:trail/*")
+fn account_trail_context(partition: Partition, account: AccountId) -> String {
+    format!("{}*:{account}:trail/*", partition.arn_prefix("cloudtrail"))
 }
-const ANY_TRAIL_CONTEXT: &str = "arn:aws:cloudtrail:*:*:trail/*";
+
+/// `arn:<partition>:cloudtrail:*:*:trail/*`: every trail of the partition (organization mode).
+fn any_trail_context(partition: Partition) -> String {
+    format!("{}*:*:trail/*", partition.arn_prefix("cloudtrail"))
+}
 
 impl KeyGrants {
-    fn read(doc: &PolicyDocument) -> Result<Self, PolicyError> {
-        let mut grants = Self::default();
+    fn read(doc: &PolicyDocument, partition: Partition) -> Result<Self, PolicyError> {
+        let mut grants = Self {
+            partition,
+            ..Self::default()
+        };
         for (index, sid, body) in doc.owned()? {
             let refuse = |reason: Reason| PolicyError::UnrecognizedOwnedStatement {
                 kind: PolicyKind::Key,
@@ -1315,14 +1473,15 @@ impl KeyGrants {
                 expect_members(body, true)?;
                 expect_common(body, "kms:GenerateDataKey*", "*")?;
                 let mut c = condition(body, &[("StringLike", KEY_KMS_TRAIL_CONTEXT)])?;
+                let start = format!("{}*:", self.partition.arn_prefix("cloudtrail"));
                 for pattern in take(&mut c, "StringLike", KEY_KMS_TRAIL_CONTEXT) {
                     let account = pattern
-                        .strip_prefix("arn:aws:cloudtrail:*:")
+                        .strip_prefix(start.as_str())
                         .and_then(|r| r.strip_suffix(":trail/*"))
                         .and_then(|a| AccountId::new(a).ok())
                         .ok_or_else(|| {
                             format!(
-                                "encryption context pattern {} is not arn:aws:cloudtrail:*:<account>:trail/*",
+                                "encryption context pattern {} is not {start}<account>:trail/*",
                                 log_safe(&pattern)
                             )
                         })?;
@@ -1351,7 +1510,7 @@ impl KeyGrants {
                         KEY_KMS_TRAIL_CONTEXT,
                     ))),
                     "encryption context",
-                    ANY_TRAIL_CONTEXT,
+                    &any_trail_context(self.partition),
                     false,
                 )?;
                 self.org_encrypt =
@@ -1370,7 +1529,7 @@ impl KeyGrants {
                 "kms:GenerateDataKey*",
                 "*",
                 Some(json!({ "StringLike": {
-                    KEY_KMS_TRAIL_CONTEXT: one_or_many(self.encrypt.iter().map(|a| account_trail_context(*a)))
+                    KEY_KMS_TRAIL_CONTEXT: one_or_many(self.encrypt.iter().map(|a| account_trail_context(self.partition, *a)))
                 }})),
             ));
         }
@@ -1381,7 +1540,7 @@ impl KeyGrants {
                 "*",
                 Some(json!({
                     "StringEquals": { KEY_SOURCE_ORG_ID: org.as_str() },
-                    "StringLike": { KEY_KMS_TRAIL_CONTEXT: ANY_TRAIL_CONTEXT },
+                    "StringLike": { KEY_KMS_TRAIL_CONTEXT: any_trail_context(self.partition) },
                 })),
             ));
         }
@@ -1401,12 +1560,29 @@ impl KeyGrants {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyPolicy {
     doc: PolicyDocument,
+    /// The key's partition ([`crate::trail::KmsKeyArn::partition`]); `parse` starts in `aws`.
+    partition: Partition,
 }
 
 impl KeyPolicy {
     /// Parses the text GetKeyPolicy returned (a key always has a policy).
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        PolicyDocument::parse(PolicyKind::Key, text).map(|doc| Self { doc })
+        PolicyDocument::parse(PolicyKind::Key, text).map(|doc| Self {
+            doc,
+            partition: Partition::Aws,
+        })
+    }
+
+    /// The policy of a key in `partition`: the encryption contexts name its trails.
+    pub fn in_partition(self, partition: Partition) -> Self {
+        Self { partition, ..self }
+    }
+
+    fn with_doc(&self, doc: PolicyDocument) -> Self {
+        Self {
+            doc,
+            partition: self.partition,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -1423,7 +1599,7 @@ impl KeyPolicy {
 
     /// Lets CloudTrail encrypt for the grant's account (or organization) and describe the key.
     pub fn admit(&self, grant: &Grant) -> Result<PolicyEdit<Self>, PolicyError> {
-        let before = KeyGrants::read(&self.doc)?;
+        let before = KeyGrants::read(&self.doc, self.partition)?;
         let mut after = before.clone();
         after.describe = true;
         match grant {
@@ -1436,6 +1612,7 @@ impl KeyPolicy {
         let reserved = match grant {
             Grant::Trail(_) if after.org_encrypt.is_none() => {
                 let org = KeyGrants {
+                    partition: self.partition,
                     org_encrypt: Some(longest_org_id()),
                     ..KeyGrants::default()
                 };
@@ -1449,13 +1626,38 @@ impl KeyPolicy {
             grant,
             accounts,
             reserved,
-            |doc| Self { doc },
+            |doc| self.with_doc(doc),
         )
+    }
+
+    /// Takes `account` out of the encryption statement (offboarding). `TrailkeeperKmsDescribe`
+    /// stays: it names no account.
+    pub fn revoke(&self, account: AccountId) -> Result<Revocation<Self>, PolicyError> {
+        let before = KeyGrants::read(&self.doc, self.partition)?;
+        let mut after = before.clone();
+        let mut revoked = Vec::new();
+        if after.encrypt.remove(&account) {
+            revoked.push(format!(
+                "statement {SID_KMS_ENCRYPT}: kms:GenerateDataKey* for {KEY_KMS_TRAIL_CONTEXT} {}",
+                account_trail_context(self.partition, account)
+            ));
+        }
+        let edit = self
+            .doc
+            .shrink(after != before, after.render(), |doc| self.with_doc(doc));
+        Ok(Revocation { edit, revoked })
+    }
+
+    /// Whether trailkeeper's statements let `account`'s trails encrypt.
+    pub fn holds_account(&self, account: AccountId) -> Result<bool, PolicyError> {
+        Ok(KeyGrants::read(&self.doc, self.partition)?
+            .encrypt
+            .contains(&account))
     }
 
     /// `check` is DescribeKey, `write` is GenerateDataKey* for the grant.
     pub fn admission(&self, grant: &Grant) -> Result<Admission, PolicyError> {
-        let grants = KeyGrants::read(&self.doc)?;
+        let grants = KeyGrants::read(&self.doc, self.partition)?;
         Ok(Admission {
             check: grants.describe,
             write: match grant {
@@ -1470,7 +1672,10 @@ impl KeyPolicy {
     }
 
     pub fn admitted_accounts(&self) -> Result<Vec<AccountId>, PolicyError> {
-        Ok(KeyGrants::read(&self.doc)?.encrypt.into_iter().collect())
+        Ok(KeyGrants::read(&self.doc, self.partition)?
+            .encrypt
+            .into_iter()
+            .collect())
     }
 
     pub fn wide_statements(&self) -> Vec<StatementSummary> {
@@ -1620,7 +1825,10 @@ mod tests {
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/*",
             "arn:aws:cloudtrail:*:111111111111:trail/trailkeeper",
             "arn:aws:cloudtrail:us-east-1:*:trail/trailkeeper",
-            "arn:aws-cn:cloudtrail:cn-north-1:111111111111:trail/trailkeeper",
+            // The partition must be the region's (tests/partitions.rs has the valid ones).
+            "arn:aws-cn:cloudtrail:us-east-1:111111111111:trail/trailkeeper",
+            "arn:aws:cloudtrail:cn-north-1:111111111111:trail/trailkeeper",
+            "arn:aws-moon:cloudtrail:us-east-1:111111111111:trail/trailkeeper",
             "arn:aws:cloudtrail:us-east-1:111111111111:eventdatastore/x",
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/a:b",
         ] {
@@ -2133,9 +2341,28 @@ mod tests {
              "Action":"s3:GetBucketAcl","Resource":"arn:aws:s3:::central-logs",
              "Condition":{"StringEquals":{"aws:SourceOrgID":"o-aa111bb222"}}},
             {"Sid":"TrailkeeperOrgWrite","Effect":"Allow","Principal":{"Service":"cloudtrail.amazonaws.com"},
-             "Action":"s3:PutObject","Resource":"arn:aws:s3:::central-logs/org/trails/AWSLogs/*",
+             "Action":"s3:PutObject","Resource":"arn:aws:s3:::central-logs/org/trails/AWSLogs/${aws:SourceAccount}/*",
              "Condition":{"StringEquals":{"aws:SourceOrgID":"o-aa111bb222","s3:x-amz-acl":"bucket-owner-full-control"}}}]});
         assert_eq!(p.to_json(), expected.to_string());
+        // The grant of earlier versions, every member under every prefix, is understood and
+        // narrowed at the next organization admission.
+        let wide = p
+            .to_json()
+            .replace("AWSLogs/${aws:SourceAccount}/*", "AWSLogs/*");
+        let old = BucketPolicy::parse(&wide).unwrap();
+        assert!(
+            !old.admits(&d, &g).unwrap(),
+            "the wide grant is not the admission"
+        );
+        assert_eq!(changed(old.admit(&d, &g).unwrap()).to_json(), p.to_json());
+        // ...and whenever the policy is written for another reason (a per-account admission).
+        let t = Grant::Trail(trail("111111111111"));
+        let with_trail = changed(old.admit(&d, &t).unwrap());
+        assert!(
+            with_trail
+                .to_json()
+                .contains("AWSLogs/${aws:SourceAccount}/*")
+        );
         assert!(p.admits(&d, &g).unwrap());
         assert_eq!(p.admit(&d, &g).unwrap(), PolicyEdit::Unchanged);
         let other = Grant::Organization(OrgId::new("o-zz999yy888").unwrap());

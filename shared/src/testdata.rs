@@ -494,7 +494,7 @@ impl<'k> Generator<'k> {
 /// known kind is an `InvalidEvent` naming the field. Both functions take the same events.
 #[macro_export]
 macro_rules! account_event_sample_tests {
-    ($function:ident, $dir:literal) => {
+    ($function:ident, $dir:literal, offboarding: $offboarding:literal) => {
         use lambda_runtime::{Context, Diagnostic, LambdaEvent};
         use serde_json::{Value, json};
         use trailkeeper::events::{AccountId, Onboarding};
@@ -509,7 +509,8 @@ macro_rules! account_event_sample_tests {
                 .unwrap_or_else(|e| panic!("{path}: {e}"))
         }
 
-        /// File → the account it onboards (`None`: ignored).
+        /// File → the account it onboards (`None`: ignored, or offboarded when listed in
+        /// `OFFBOARDS`).
         const EXPECTED: &[(&str, Option<&str>)] = &[
             (
                 "organizations-create-account-result.json",
@@ -525,7 +526,23 @@ macro_rules! account_event_sample_tests {
                 Some("444455556666"),
             ),
             ("direct-invoke.json", Some("444455556666")),
+            (
+                "organizations-account-joined-created.json",
+                Some("444455556666"),
+            ),
+            (
+                "organizations-account-joined-invited.json",
+                Some("444455556666"),
+            ),
             ("organizations-close-account-result.json", None),
+            ("organizations-account-departed-left.json", None),
+            ("organizations-account-departed-removed.json", None),
+        ];
+        /// The samples that offboard 444455556666 (an account that left or was closed).
+        const OFFBOARDS: &[&str] = &[
+            "organizations-close-account-result.json",
+            "organizations-account-departed-left.json",
+            "organizations-account-departed-removed.json",
         ];
 
         #[test]
@@ -546,9 +563,32 @@ macro_rules! account_event_sample_tests {
                     want.map(|a| AccountId::new(a).unwrap()),
                     "{name}: {got:?}"
                 );
-                if want.is_none() {
+                if OFFBOARDS.contains(name) {
+                    assert_eq!(
+                        got.departed(),
+                        Some(AccountId::new("444455556666").unwrap()),
+                        "{name}: {got:?}"
+                    );
+                } else if want.is_none() {
                     assert!(matches!(got, Onboarding::Ignored { .. }), "{name}");
                 }
+            }
+        }
+
+        /// The trail-enabler has nothing to do for an account that left: it says so and
+        /// touches no AWS; the policy-updater offboards (tests/tests/onboarding.rs, on moto).
+        #[tokio::test]
+        async fn offboarding_samples_are_handled_as_the_function_should() {
+            let deps = deps().await;
+            for name in OFFBOARDS {
+                if $offboarding != "ignored" {
+                    continue;
+                }
+                let out = handle(&deps, LambdaEvent::new(sample(name), Context::default()))
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(out["status"], "ignored", "{name}");
+                assert_eq!(out["account"], "444455556666", "{name}");
             }
         }
 
@@ -570,7 +610,7 @@ macro_rules! account_event_sample_tests {
         async fn ignored_samples_succeed_without_aws() {
             let deps = deps().await;
             for (name, want) in EXPECTED {
-                if want.is_some() {
+                if want.is_some() || OFFBOARDS.contains(name) {
                     continue;
                 }
                 let out = handle(&deps, LambdaEvent::new(sample(name), Context::default()))

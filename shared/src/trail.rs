@@ -22,6 +22,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 
 use crate::events::{AccountId, log_safe_with};
+use crate::partition::Partition;
 use crate::policy::{LogDestination, RegionName, TrailArn, TrailName};
 use crate::store::describe_sdk_error;
 
@@ -70,8 +71,9 @@ impl RoleName {
         &self.0
     }
 
-    pub fn arn(&self, account: AccountId) -> String {
-        format!("arn:aws:iam::{account}:role/{}", self.0)
+    /// The role in `account`, an account of `partition`.
+    pub fn arn(&self, partition: Partition, account: AccountId) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.0)
     }
 }
 
@@ -81,7 +83,7 @@ impl fmt::Display for RoleName {
     }
 }
 
-/// `arn:aws:kms:<region>:<account>:key/<key id>`. A full key ARN, because the trail lives in
+/// `arn:<partition>:kms:<region>:<account>:key/<key id>`, the partition that of the region. A full key ARN, because the trail lives in
 /// another account than the key (a bare key id or an alias would resolve in the member
 /// account) and because `GetTrail` reports the key as this ARN, which makes drift exact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +94,9 @@ impl KmsKeyArn {
         let bad = || NameError {
             what: "KMS key ARN",
             value: log_safe_with(s, 160),
-            rule: "expected arn:aws:kms:<region>:<account>:key/<key id> (a key ARN, not an alias)",
+            rule: "expected arn:<partition>:kms:<region>:<account>:key/<key id> (a key ARN, not an alias; the partition that of the region)",
         };
-        let rest = s.strip_prefix("arn:aws:kms:").ok_or_else(bad)?;
+        let (partition, rest) = Partition::split_arn(s, "kms").ok_or_else(bad)?;
         let mut parts = rest.splitn(3, ':');
         let (Some(region), Some(account), Some(resource)) =
             (parts.next(), parts.next(), parts.next())
@@ -105,10 +107,19 @@ impl KmsKeyArn {
             (1..=64).contains(&id.len())
                 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
-        if RegionName::new(region).is_err() || AccountId::new(account).is_err() || !key_id_ok {
+        if RegionName::new(region).is_err()
+            || Partition::of_region(region) != partition
+            || AccountId::new(account).is_err()
+            || !key_id_ok
+        {
             return Err(bad());
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// The key's partition, that of its region.
+    pub fn partition(&self) -> Partition {
+        Partition::of_region(self.region())
     }
 
     pub fn as_str(&self) -> &str {
@@ -579,7 +590,9 @@ impl TrailEnabler {
         &self,
         account: AccountId,
     ) -> Result<(aws_sdk_cloudtrail::Client, u32), TrailError> {
-        let role_arn = self.member_role.arn(account);
+        let role_arn = self
+            .member_role
+            .arn(self.spec.destination.partition, account);
         let session = format!("trailkeeper-{account}");
         let (out, retries) = with_backoff(&self.backoff, ASSUME_ROLE_SETTLING_CODES, || {
             self.sts

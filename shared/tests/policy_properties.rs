@@ -154,6 +154,32 @@ fn condition_holds(s: &Map<String, Value>, req: &Request) -> bool {
     })
 }
 
+/// Policy variables (`${aws:SourceAccount}`) replaced by the request's values, as IAM does; a
+/// key the request lacks leaves nothing that can match (IAM: the statement does not apply).
+fn interpolate(pattern: &str, req: &Request) -> String {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find('}') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let key = &rest[at + 2..at + end];
+        match req
+            .context
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            Some((_, v)) => out.push_str(v),
+            None => return "\u{0}never matches".to_owned(),
+        }
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn allows(policy: &Value, req: &Request) -> bool {
     let statements = match &policy["Statement"] {
         Value::Array(a) => a.clone(),
@@ -170,8 +196,11 @@ fn allows(policy: &Value, req: &Request) -> bool {
                         .any(|p| glob(&req.action.to_ascii_lowercase(), &p.to_ascii_lowercase()))
                 }))
             && (s.contains_key("NotResource")
-                || s.get("Resource")
-                    .is_some_and(|r| strings(r).iter().any(|p| glob(&req.resource, p))))
+                || s.get("Resource").is_some_and(|r| {
+                    strings(r)
+                        .iter()
+                        .any(|p| glob(&req.resource, &interpolate(p, req)))
+                }))
             && condition_holds(s, req)
     })
 }
@@ -225,32 +254,24 @@ fn get_acl(dest: &LogDestination, source: &TrailArn) -> Request<'static> {
 
 // ---- iam-rs ---------------------------------------------------------------------------------
 
+mod iam_eval;
+
+/// The iam-rs adapter (`iam_eval`), on this file's requests: CloudTrail asking alone.
 mod iam {
     use super::*;
-    use iam_rs::{
-        Arn, Context, ContextValue, Decision, IAMPolicy, IAMRequest, Principal, PrincipalId,
-        evaluate_policy,
-    };
+    pub use iam_rs::Decision;
 
     pub fn decide(policy_json: &str, req: &Request) -> Decision {
-        let policy = IAMPolicy::from_json(policy_json)
-            .unwrap_or_else(|e| panic!("iam-rs cannot parse {policy_json}: {e}"));
-        let mut ctx = Context::new();
-        for (k, v) in &req.context {
-            let value = if *k == "aws:SecureTransport" {
-                ContextValue::Boolean(v == "true")
-            } else {
-                ContextValue::String(v.clone())
-            };
-            ctx.insert((*k).to_owned(), value);
-        }
-        let request = IAMRequest::new_with_context(
-            Principal::Service(PrincipalId::String("cloudtrail.amazonaws.com".into())),
+        super::iam_eval::decide(
+            &[policy_json],
+            &super::iam_eval::Caller::Service("cloudtrail.amazonaws.com"),
             req.action,
-            Arn::parse(&req.resource).unwrap(),
-            ctx,
-        );
-        evaluate_policy(&policy, &request).unwrap()
+            &req.resource,
+            &req.context
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn allowed(policy_json: &str, req: &Request) -> bool {
@@ -408,13 +429,14 @@ fn organization_mode_with_both_evaluators() {
         true,
         "org trail writes",
     );
+    // trailkeeper's trails are each account's own: organization-trail paths are not granted.
     check(
         &text,
         &with_org(
             put(&d, "o-aa111bb222/111111111111", &a, Some(ACL)),
             "o-aa111bb222",
         ),
-        true,
+        false,
         "org-trail path",
     );
     check(
@@ -441,13 +463,32 @@ fn organization_mode_with_both_evaluators() {
         true,
         "org ACL check",
     );
-    // Organization mode trades the per-account binding for constant size (documented).
+    // Constant size, and still each account under its own prefix only: the grant's Resource
+    // is [prefix/]AWSLogs/${aws:SourceAccount}/* (issue 19).
     check(
         &text,
         &with_org(put(&d, "222222222222", &a, Some(ACL)), "o-aa111bb222"),
-        true,
+        false,
         "org: A under B",
     );
+    check(
+        &text,
+        &with_org(
+            put(
+                &d,
+                "222222222222",
+                &trail("222222222222", "eu-west-1", "trailkeeper"),
+                Some(ACL),
+            ),
+            "o-aa111bb222",
+        ),
+        true,
+        "org: B under B",
+    );
+    // A request without aws:SourceAccount matches no prefix.
+    let mut anonymous = with_org(put(&d, "111111111111", &a, Some(ACL)), "o-aa111bb222");
+    anonymous.context.retain(|(k, _)| *k != "aws:SourceAccount");
+    check(&text, &anonymous, false, "org: no aws:SourceAccount");
 }
 
 #[test]
@@ -892,6 +933,75 @@ proptest! {
         prop_assert_eq!(foreign_bytes(&p), foreign_bytes(&start));
         // Per-account grants are kept when switching modes.
         for t in &edits { prop_assert!(p.admits(&d, &Grant::Trail(t.clone())).unwrap()); }
+    }
+
+    /// Offboarding one account: its grants go, nobody else's; foreign statements stay byte for
+    /// byte; a second revocation, or one of an account never admitted, writes nothing; the
+    /// result names what was revoked.
+    #[test]
+    fn revocation_takes_out_one_account_and_nothing_else(
+        initial in initial_policy(),
+        edits in prop::collection::vec(edit(), 1..8),
+        pick in 0usize..8,
+        prefix in any::<bool>(),
+    ) {
+        let d = destination(prefix);
+        let start = BucketPolicy::parse(&initial).unwrap();
+        let mut p = start.clone();
+        for t in &edits { p = apply(&p, &d, t).0; }
+        let gone = edits[pick % edits.len()].account();
+        let Revocation { edit, revoked } = p.revoke(&d, gone).unwrap();
+        let PolicyEdit::Changed { policy: q, bytes } = edit else {
+            panic!("an admitted account was not revoked");
+        };
+        prop_assert_eq!(bytes, q.len_bytes());
+        prop_assert!(revoked.iter().any(|r| r.contains(&format!("{SID_WRITE_PREFIX}{gone}"))), "{:?}", revoked);
+        prop_assert!(!q.holds_account(&d, gone).unwrap());
+        prop_assert!(!q.to_json().contains(gone.as_str()));
+        prop_assert_eq!(foreign_bytes(&q), foreign_bytes(&start));
+        for t in &edits {
+            prop_assert_eq!(q.admits(&d, &Grant::Trail(t.clone())).unwrap(), t.account() != gone, "{}", t);
+        }
+        // Who may write where, after: the others under their own prefix, the departed nowhere.
+        let value = q.to_value();
+        for t in all_trails() {
+            for owner in ACCOUNTS {
+                let expected = edits.contains(&t) && t.account() != gone && owner == t.account().as_str();
+                prop_assert_eq!(allows(&value, &put(&d, owner, &t, Some(ACL))), expected, "{} under {}", t, owner);
+            }
+        }
+        let again = q.revoke(&d, gone).unwrap();
+        prop_assert_eq!(again.edit, PolicyEdit::Unchanged);
+        prop_assert!(again.revoked.is_empty());
+        // Admitting again is the same policy as never having left (order does not matter).
+        let mut back = q.clone();
+        for t in edits.iter().filter(|t| t.account() == gone) { back = apply(&back, &d, t).0; }
+        prop_assert_eq!(back.to_json(), p.to_json());
+    }
+
+    #[test]
+    fn key_policy_revocation_keeps_everything_else(
+        initial in initial_policy(),
+        edits in prop::collection::vec(edit(), 1..8),
+        pick in 0usize..8,
+    ) {
+        let start = KeyPolicy::parse(&initial).unwrap();
+        let mut p = start.clone();
+        for t in &edits {
+            if let PolicyEdit::Changed { policy, .. } = p.admit(&Grant::Trail(t.clone())).unwrap() { p = policy; }
+        }
+        let gone = edits[pick % edits.len()].account();
+        let Revocation { edit, revoked } = p.revoke(gone).unwrap();
+        let PolicyEdit::Changed { policy: q, .. } = edit else { panic!("not revoked") };
+        prop_assert_eq!(revoked.len(), 1);
+        prop_assert!(!q.holds_account(gone).unwrap());
+        let left: Vec<AccountId> = p.admitted_accounts().unwrap().into_iter().filter(|a| *a != gone).collect();
+        prop_assert_eq!(q.admitted_accounts().unwrap(), left);
+        prop_assert_eq!(
+            q.foreign_statements().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            start.foreign_statements().iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(q.revoke(gone).unwrap().edit, PolicyEdit::Unchanged);
     }
 
     /// Arbitrary text never panics the parser, and anything it accepts round-trips.

@@ -1,4 +1,5 @@
-//! One account event in, the bucket (and key) policy admitting that account out.
+//! One account event in, the bucket (and key) policy admitting that account out; or, for an
+//! account that left the organization or was closed, the policies no longer admitting it.
 
 use lambda_runtime::{Diagnostic, LambdaEvent, tracing};
 use serde_json::{Value, json};
@@ -55,12 +56,25 @@ pub fn parse_event(event: &Value) -> Result<Onboarding, EventError> {
     AccountEvent::parse(event)
 }
 
-/// Admits the event's account; an event that is not for us succeeds with the reason.
+/// Admits the event's account, or offboards a departed one; an event that is not for us
+/// succeeds with the reason.
 pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
     let (account, source) = match parse_event(&event.payload)? {
         Onboarding::Ignored { reason } => {
             tracing::info!(%reason, "event ignored");
             return Ok(json!({ "status": "ignored", "reason": reason }));
+        }
+        Onboarding::Offboard { account, event } => {
+            tracing::info!(%account, event = %event, "offboarding account");
+            let policies = deps.updater.revoke(account).await.inspect_err(|e| {
+                tracing::error!(%account, error = %e, "account not offboarded");
+            })?;
+            return Ok(json!({
+                "status": "offboarded",
+                "account": account,
+                "event": event.to_string(),
+                "policies": policies,
+            }));
         }
         Onboarding::Account { account, event } => (account, event),
     };

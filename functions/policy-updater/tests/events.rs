@@ -1,4 +1,5 @@
-//! Every sample in `events/policy-updater` is read by this function's own parser, with the outcome its
-//! SOURCES.md states; events that are not for us succeed without touching AWS.
+//! Every sample in `events/account-events` (the folder both onboarding functions share) is read
+//! by this function's own parser, with the outcome its SOURCES.md states; events that are not for
+//! us succeed without touching AWS.
 
-trailkeeper::account_event_sample_tests!(policy_updater, "policy-updater");
+trailkeeper::account_event_sample_tests!(policy_updater, "account-events", offboarding: "offboarded");

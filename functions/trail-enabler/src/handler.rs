@@ -62,6 +62,15 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Han
             tracing::info!(%reason, "event ignored");
             return Ok(json!({ "status": "ignored", "reason": reason }));
         }
+        Onboarding::Offboard { account, event } => {
+            // The member role of an account outside the organization can no longer be assumed,
+            // and its trail is the account's own business now: only the grant must go.
+            let reason = format!(
+                "{event}: account {account} left the organization or was closed; there is no trail to keep there (the policy-updater revokes its grant in the central policies)"
+            );
+            tracing::info!(%account, %reason, "event ignored");
+            return Ok(json!({ "status": "ignored", "account": account, "reason": reason }));
+        }
         Onboarding::Account { account, event } => (account, event),
     };
     tracing::info!(%account, event = %source, "enabling the account's trail");
