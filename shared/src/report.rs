@@ -258,7 +258,9 @@ impl DigestReport {
     }
 
     /// One JSON log line that is also CloudWatch Embedded Metric Format: the verdict and its
-    /// findings as properties, the counts as metrics by account and region.
+    /// findings as properties, the counts as metrics. The dimension set is empty: CloudWatch
+    /// bills one custom metric per name and dimension values, so `[Account, Region]` grew with
+    /// accounts x regions; account and region stay properties, for Logs Insights.
     pub fn record(&self, now: DateTime<Utc>) -> serde_json::Value {
         let digests = |valid: bool| {
             self.digest
@@ -280,7 +282,7 @@ impl DigestReport {
                 "Timestamp": now.timestamp_millis(),
                 "CloudWatchMetrics": [{
                     "Namespace": METRICS_NAMESPACE,
-                    "Dimensions": [["Account", "Region"]],
+                    "Dimensions": [[]],
                     "Metrics": [
                         {"Name": "DigestsValid", "Unit": "Count"},
                         {"Name": "DigestsInvalid", "Unit": "Count"},
@@ -344,7 +346,8 @@ mod tests {
     fn report(account: &str, region: &str) -> DigestReport {
         let s = stream(account, region);
         let digest_key = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/d.json.gz";
-        let log = |key: &str, status| Verdict::new(Status::Log(status), &s, "central-logs", Some(key));
+        let log =
+            |key: &str, status| Verdict::new(Status::Log(status), &s, "central-logs", Some(key));
         DigestReport {
             bucket: "central-logs".into(),
             key: digest_key.into(),
@@ -353,7 +356,12 @@ mod tests {
                 DateTime::from_timestamp(1_761_958_800, 0).unwrap(),
                 DateTime::from_timestamp(1_761_962_400, 0).unwrap(),
             ),
-            digest: Some(Verdict::new(Status::Digest(DigestStatus::Valid), &s, "central-logs", Some(digest_key))),
+            digest: Some(Verdict::new(
+                Status::Digest(DigestStatus::Valid),
+                &s,
+                "central-logs",
+                Some(digest_key),
+            )),
             logs: vec![
                 log("AWSLogs/a.json.gz", LogStatus::Valid),
                 log("AWSLogs/b.json.gz", LogStatus::HashMismatch).because("SHA-256 differs"),
@@ -438,10 +446,23 @@ mod tests {
             seen.len()
         };
         let seventeen = [
-            "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2",
-            "eu-west-3", "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1",
-            "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
-            "ca-central-1", "sa-east-1",
+            "us-east-1",
+            "us-east-2",
+            "us-west-1",
+            "us-west-2",
+            "eu-west-1",
+            "eu-west-2",
+            "eu-west-3",
+            "eu-central-1",
+            "eu-north-1",
+            "ap-south-1",
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-northeast-3",
+            "ap-southeast-1",
+            "ap-southeast-2",
+            "ca-central-1",
+            "sa-east-1",
         ];
         assert_eq!(metrics(2, &seventeen[..2]), 5);
         assert_eq!(metrics(50, &seventeen), 5);
