@@ -271,8 +271,9 @@ fn audit_role_policy(account: &str) -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/audit-member-role.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let at = text
-        .find("PolicyDocument:")
-        .unwrap_or_else(|| panic!("{}: no PolicyDocument", path.display()));
+        .find("PolicyName: read-trails")
+        .and_then(|at| text[at..].find("PolicyDocument:").map(|d| at + d))
+        .unwrap_or_else(|| panic!("{}: no read-trails PolicyDocument", path.display()));
     let start = at + text[at..].find('{').expect("a JSON policy document");
     let (mut depth, mut in_string, mut escaped, mut end) = (0, false, false, start);
     for (i, c) in text[start..].char_indices() {

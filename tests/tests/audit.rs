@@ -211,6 +211,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         &mgmt,
         config.clone(),
         org_auditor::Config {
+            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
             archive_role_arn: None,
             alert_topic_arn: Some(topic.clone()),
             concurrency: 8,

@@ -13,11 +13,14 @@ use trailkeeper::audit::{AccountAudit, Auditor, metrics_record};
 use trailkeeper::config::{self, ConfigError};
 use trailkeeper::events::AccountId;
 use trailkeeper::onboard::{OnboardConfig, active_accounts};
-use trailkeeper::trail::{Backoff, assume_role};
+use trailkeeper::trail::{Backoff, RoleName, assume_role};
 
 /// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
+    /// The read-only role assumed in member accounts (`TRAILKEEPER_AUDIT_ROLE`), never the
+    /// administrator member role.
+    pub audit_role: RoleName,
     /// The log-archive account's role that may read the bucket (and key) policy; unset when
     /// the function's own credentials may read them.
     pub archive_role_arn: Option<String>,
@@ -29,6 +32,7 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
+            audit_role: trailkeeper::audit::audit_role_from_env()?,
             archive_role_arn: config::optional_checked(
                 "TRAILKEEPER_ARCHIVE_ROLE_ARN",
                 check_role_arn,
@@ -166,6 +170,7 @@ async fn audit<R: RecordSink>(
         &deps.aws,
         &archive,
         deps.onboard.clone(),
+        deps.config.audit_role.clone(),
         deps.backoff,
         caller,
     );
