@@ -23,9 +23,11 @@ lint-template:
 	scripts/lint-template.sh
 
 # The digest-validator binary under `cargo lambda watch`, every sample event through
-# `cargo lambda invoke`, against moto.
+# `cargo lambda invoke`, against moto; then `trailkeeper onboard --function` invoking the real
+# policy-updater under `cargo lambda watch`, against the base policy as deployed.
 test-lambda:
 	tests/moto/with-moto.sh tests/lambda/watch-invoke.sh
+	tests/moto/with-moto.sh tests/lambda/operator-path.sh
 
 # `cargo lambda build --release --target x86_64-unknown-linux-gnu.2.34`, then GLIBC <= 2.34.
 glibc-check:

@@ -26,6 +26,8 @@ export HOME_SAM_DIR="${TMPDIR:-/tmp}"
 status=0
 echo "lint-template: cfn-lint $("$bin/cfn-lint" --version | awk '{print $2}') template.yaml"
 "$bin/cfn-lint" --format parseable template.yaml || status=1
+echo "lint-template: cfn-lint templates/audit-member-role.yaml (the StackSet's member audit role)"
+"$bin/cfn-lint" --format parseable templates/audit-member-role.yaml || status=1
 echo "lint-template: sam validate --lint ($("$bin/sam" --version))"
 "$bin/sam" validate --lint --template-file template.yaml --region us-east-1 || status=1
 echo "lint-template: trailkeeper's own rules (tests/lambda/template_checks.py)"
@@ -33,6 +35,6 @@ echo "lint-template: trailkeeper's own rules (tests/lambda/template_checks.py)"
 if [ "$status" -ne 0 ]; then
   echo "lint-template: FAILED" >&2
 else
-  echo "lint-template: template.yaml passes cfn-lint and sam validate --lint"
+  echo "lint-template: template.yaml passes cfn-lint and sam validate --lint; templates/audit-member-role.yaml passes cfn-lint"
 fi
 exit "$status"

@@ -18,7 +18,7 @@ use serde_json::json;
 use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
 use trailkeeper::onboard::OnboardConfig;
-use trailkeeper::trail::Backoff;
+use trailkeeper::trail::{Backoff, RoleName};
 
 use crate::OrgSetup;
 use crate::validate::Format;
@@ -31,6 +31,11 @@ pub struct AuditArgs {
     /// A role in the log-archive account to assume to read the bucket and key policies.
     #[arg(long, value_name = "ARN")]
     pub archive_role_arn: Option<String>,
+    /// The read-only role to assume in member accounts (templates/audit-member-role.yaml;
+    /// DescribeTrails and GetTrailStatus only). Give OrganizationAccountAccessRole where it is
+    /// not deployed yet.
+    #[arg(long, value_name = "NAME", env = "TRAILKEEPER_AUDIT_ROLE", default_value = trailkeeper::audit::DEFAULT_AUDIT_ROLE)]
+    pub audit_role: String,
     /// Accounts audited at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -124,7 +129,8 @@ async fn audit(
         "trailkeeper-audit",
     )
     .await?;
-    Auditor::new(aws, &archive, config, backoff, caller)
+    let audit_role = RoleName::new(&args.audit_role).map_err(|e| format!("--audit-role: {e}"))?;
+    Auditor::new(aws, &archive, config, audit_role, backoff, caller)
         .audit_all(accounts, args.concurrency)
         .await
 }

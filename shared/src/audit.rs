@@ -2,24 +2,41 @@
 //! logging and delivering, and does the central bucket (and key) policy admit it? Other trails
 //! are listed as left-overs to retire and to consolidate.
 //!
-//! It reads only: `DescribeTrails` and `GetTrailStatus` as each account (through the member
-//! role, as the trail-enabler), and the policies from the log-archive side.
+//! It reads only: `DescribeTrails` and `GetTrailStatus` as each account, through the read-only
+//! audit role (templates/audit-member-role.yaml, which allows exactly [`CALLS`]; never the
+//! administrator member role the trail-enabler uses), and the policies from the log-archive
+//! side.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::{self, ConfigError};
 use crate::events::AccountId;
 use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
 use crate::store::describe_sdk_error;
-use crate::trail::{Drift, ObservedTrail, TrailEnabler};
+use crate::trail::{Drift, ObservedTrail, RoleName, TrailEnabler};
 
 /// The IAM actions of an audit of trails (as the member role in other accounts, with the
 /// caller's credentials in its own), besides `sts:AssumeRole` and `organizations:ListAccounts`.
 pub const CALLS: &[&str] = &["cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus"];
 /// The IAM actions that read the policies, in the log-archive account.
 pub const POLICY_READ_CALLS: &[&str] = &["s3:GetBucketPolicy", "kms:GetKeyPolicy"];
+
+/// The read-only role the audit assumes in member accounts, unless [`AUDIT_ROLE_ENV`] names
+/// another (the management stack's `AuditRoleName`).
+pub const DEFAULT_AUDIT_ROLE: &str = "trailkeeper-audit";
+pub const AUDIT_ROLE_ENV: &str = "TRAILKEEPER_AUDIT_ROLE";
+
+/// The audit role from [`AUDIT_ROLE_ENV`], else [`DEFAULT_AUDIT_ROLE`].
+pub fn audit_role_from_env() -> Result<RoleName, ConfigError> {
+    let name = config::optional(AUDIT_ROLE_ENV).unwrap_or_else(|| DEFAULT_AUDIT_ROLE.to_owned());
+    RoleName::new(&name).map_err(|e| ConfigError {
+        variable: AUDIT_ROLE_ENV,
+        why: e.to_string(),
+    })
+}
 
 /// The trailkeeper trail of one account, as CloudTrail reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,23 +169,19 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    /// `aws` is the management side: it assumes the member role in each account (with
-    /// `backoff` for one not assumable yet) and reads `caller`'s own trail itself; `archive`
-    /// reads the policies (the log-archive account, or a role there).
+    /// `aws` is the management side: it assumes `audit_role` (read-only) in each account
+    /// (with `backoff` for one not assumable yet) and reads `caller`'s own trail itself;
+    /// `archive` reads the policies (the log-archive account, or a role there).
     pub fn new(
         aws: &aws_config::SdkConfig,
         archive: &aws_config::SdkConfig,
         config: OnboardConfig,
+        audit_role: RoleName,
         backoff: crate::trail::Backoff,
         caller: Option<AccountId>,
     ) -> Self {
         Self {
-            trails: TrailEnabler::new(
-                aws,
-                config.trail_spec(),
-                config.member_role.clone(),
-                backoff,
-            ),
+            trails: TrailEnabler::new(aws, config.trail_spec(), audit_role, backoff),
             policies: PolicyUpdater::new(
                 archive,
                 config.clone(),
@@ -177,6 +190,12 @@ impl Auditor {
             config,
             caller,
         }
+    }
+
+    /// With another STS client (tests with mocks).
+    pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
+        self.trails = self.trails.with_sts(sts);
+        self
     }
 
     /// The policy texts, read once for all accounts.
@@ -387,6 +406,56 @@ mod tests {
         for name in &names {
             assert!(r.get(*name).is_some(), "metric {name} has no value");
         }
+    }
+
+    /// The audit reads member accounts through the read-only audit role, never through the
+    /// administrator member role of the onboarding configuration.
+    #[tokio::test]
+    async fn member_accounts_are_read_through_the_audit_role_not_the_member_role() {
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        const DENIED: &str = r#"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not deployed in this account</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
+        let audit_role = "arn:aws:iam::111122223333:role/trailkeeper-audit";
+        let refused = mock!(aws_sdk_sts::Client::assume_role)
+            .match_requests(move |r| r.role_arn() == Some(audit_role))
+            .sequence()
+            .http_status(403, Some(DENIED.into()))
+            .build();
+        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&refused], |c| c
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled()));
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let config = OnboardConfig::from_vars(|name| match name {
+            "TRAILKEEPER_BUCKET" => Some("central-logs".into()),
+            "AWS_REGION" => Some("us-east-1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.member_role.as_str(), "OrganizationAccountAccessRole");
+        let once = crate::trail::Backoff {
+            attempts: 1,
+            first: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(1),
+        };
+        let auditor = Auditor::new(
+            &aws,
+            &aws,
+            config,
+            RoleName::new(DEFAULT_AUDIT_ROLE).unwrap(),
+            once,
+            None,
+        )
+        .with_sts(sts);
+        let a = auditor
+            .audit(AccountId::new("111122223333").unwrap(), &[])
+            .await;
+        assert_eq!(refused.num_calls(), 1, "AssumeRole of {audit_role}");
+        assert!(!a.covered());
+        let error = a
+            .error
+            .expect("an account whose role cannot be assumed is not audited");
+        assert!(error.contains("sts:AssumeRole"), "{error}");
     }
 
     #[test]

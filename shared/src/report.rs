@@ -279,7 +279,9 @@ impl DigestReport {
     }
 
     /// One JSON log line that is also CloudWatch Embedded Metric Format: the verdict and its
-    /// findings as properties, the counts as metrics by account and region.
+    /// findings as properties, the counts as metrics. The dimension set is empty: CloudWatch
+    /// bills one custom metric per name and dimension values, so `[Account, Region]` grew with
+    /// accounts x regions; account and region stay properties, for Logs Insights.
     pub fn record(&self, now: DateTime<Utc>) -> serde_json::Value {
         let digests = |valid: bool| {
             self.digest
@@ -312,7 +314,7 @@ impl DigestReport {
                 "Timestamp": now.timestamp_millis(),
                 "CloudWatchMetrics": [{
                     "Namespace": METRICS_NAMESPACE,
-                    "Dimensions": [["Account", "Region"]],
+                    "Dimensions": [[]],
                     "Metrics": [
                         {"Name": "DigestsValid", "Unit": "Count"},
                         {"Name": "DigestsInvalid", "Unit": "Count"},
@@ -359,5 +361,148 @@ pub struct Stdout;
 impl RecordSink for Stdout {
     fn write(&self, record: &serde_json::Value) {
         println!("{record}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(account: &str, region: &str) -> StreamId {
+        StreamId {
+            account: account.into(),
+            region: region.into(),
+            trail: "trailkeeper".into(),
+            home_region: "us-east-1".into(),
+            org_id: None,
+            backfill: false,
+        }
+    }
+
+    /// A digest with two logs, one of them tampered.
+    fn report(account: &str, region: &str) -> DigestReport {
+        let s = stream(account, region);
+        let digest_key = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/d.json.gz";
+        let log =
+            |key: &str, status| Verdict::new(Status::Log(status), &s, "central-logs", Some(key));
+        DigestReport {
+            bucket: "central-logs".into(),
+            key: digest_key.into(),
+            stream: s.clone(),
+            period: (
+                DateTime::from_timestamp(1_761_958_800, 0).unwrap(),
+                DateTime::from_timestamp(1_761_962_400, 0).unwrap(),
+            ),
+            digest: Some(Verdict::new(
+                Status::Digest(DigestStatus::Valid),
+                &s,
+                "central-logs",
+                Some(digest_key),
+            )),
+            logs: vec![
+                log("AWSLogs/a.json.gz", LogStatus::Valid),
+                log("AWSLogs/b.json.gz", LogStatus::HashMismatch).because("SHA-256 differs"),
+            ],
+            chain: Vec::new(),
+            summary: Summary {
+                bytes: 2048,
+                compressed_bytes: 512,
+                ..Summary::default()
+            },
+        }
+    }
+
+    /// The EMF record, pinned: CloudWatch counts one custom metric per (name, dimension
+    /// values), so the dimension set must not name Account or Region (4,250 metrics for 50
+    /// accounts in 17 regions); they stay properties for Logs Insights.
+    #[test]
+    fn the_digest_record_is_embedded_metric_format_without_per_account_dimensions() {
+        let now = DateTime::from_timestamp(1_761_966_000, 0).unwrap();
+        assert_eq!(
+            report("111122223333", "eu-west-1").record(now),
+            serde_json::json!({
+                "_aws": {
+                    "Timestamp": 1_761_966_000_000i64,
+                    "CloudWatchMetrics": [{
+                        "Namespace": "Trailkeeper",
+                        "Dimensions": [[]],
+                        "Metrics": [
+                            {"Name": "DigestsValid", "Unit": "Count"},
+                            {"Name": "DigestsInvalid", "Unit": "Count"},
+                            {"Name": "LogFilesValidated", "Unit": "Count"},
+                            {"Name": "LogFilesInvalid", "Unit": "Count"},
+                            {"Name": "BytesHashed", "Unit": "Bytes"},
+                        ],
+                    }],
+                },
+                "Account": "111122223333",
+                "Region": "eu-west-1",
+                "DigestsValid": 1,
+                "DigestsInvalid": 0,
+                "LogFilesValidated": 2,
+                "LogFilesInvalid": 1,
+                "BytesHashed": 2048,
+                "verdict": "valid",
+                "trail": "trailkeeper",
+                "bucket": "central-logs",
+                "key": "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/d.json.gz",
+                "period": ["2025-11-01T01:00:00Z", "2025-11-01T02:00:00Z"],
+                "logFiles": 2,
+                "bytes": 2048,
+                "compressedBytes": 512,
+                "findings": [{"type": "log", "status": "hash_mismatch", "key": "AWSLogs/b.json.gz",
+                              "reason": "SHA-256 differs"}],
+            })
+        );
+    }
+
+    /// The metrics a fleet publishes: one per (metric, dimension values) over every record.
+    /// The same number for 2 accounts in 2 regions as for 500 in 17.
+    #[test]
+    fn the_number_of_custom_metrics_does_not_grow_with_accounts_and_regions() {
+        let now = DateTime::from_timestamp(1_761_966_000, 0).unwrap();
+        let metrics = |accounts: u64, regions: &[&str]| {
+            let mut seen = std::collections::BTreeSet::new();
+            for a in 0..accounts {
+                for r in regions {
+                    let record = report(&format!("{:012}", 100_000_000_000 + a), r).record(now);
+                    let emf = &record["_aws"]["CloudWatchMetrics"][0];
+                    for set in emf["Dimensions"].as_array().unwrap() {
+                        let values: Vec<String> = set
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|d| record[d.as_str().unwrap()].to_string())
+                            .collect();
+                        for m in emf["Metrics"].as_array().unwrap() {
+                            seen.insert((m["Name"].to_string(), values.clone()));
+                        }
+                    }
+                }
+            }
+            seen.len()
+        };
+        let seventeen = [
+            "us-east-1",
+            "us-east-2",
+            "us-west-1",
+            "us-west-2",
+            "eu-west-1",
+            "eu-west-2",
+            "eu-west-3",
+            "eu-central-1",
+            "eu-north-1",
+            "ap-south-1",
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-northeast-3",
+            "ap-southeast-1",
+            "ap-southeast-2",
+            "ca-central-1",
+            "sa-east-1",
+        ];
+        assert_eq!(metrics(2, &seventeen[..2]), 5);
+        assert_eq!(metrics(50, &seventeen), 5);
+        assert_eq!(metrics(500, &seventeen), 5);
     }
 }

@@ -261,3 +261,140 @@ fn the_scanner_finds_operations_and_ignores_arguments() {
     assert_eq!(ops, ["get_object", "describe_trails", "publish"]);
     assert_eq!(empty_calls("f() + a.b(c)"), Vec::<&str>::new());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The member accounts' audit role (templates/audit-member-role.yaml): the org-auditor and
+// `trailkeeper audit` read each account's trails through it, never through the administrator
+// member role.
+
+/// The `read-trails` policy document of the audit role, with `Fn::Sub` resolved for `account`
+/// in the `aws` partition. The template keeps that document in JSON flow style for this.
+fn audit_role_policy(account: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/audit-member-role.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let at = text
+        .find("PolicyName: read-trails")
+        .and_then(|at| text[at..].find("PolicyDocument:").map(|d| at + d))
+        .unwrap_or_else(|| panic!("{}: no read-trails PolicyDocument", path.display()));
+    let start = at + text[at..].find('{').expect("a JSON policy document");
+    let (mut depth, mut in_string, mut escaped, mut end) = (0, false, false, start);
+    for (i, c) in text[start..].char_indices() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, _, '"') => in_string = !in_string,
+            (false, _, '{') => depth += 1,
+            (false, _, '}') => {
+                depth -= 1;
+                if depth == 0 {
+                    end = start + i + 1;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(&text[start..end])
+        .unwrap_or_else(|e| panic!("{}: the PolicyDocument is not JSON: {e}", path.display()));
+    fn resolve(v: &mut serde_json::Value, account: &str) {
+        match v {
+            serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
+                let s = m["Fn::Sub"].as_str().expect("Fn::Sub of a string");
+                *v = serde_json::Value::String(
+                    s.replace("${AWS::Partition}", "aws")
+                        .replace("${AWS::AccountId}", account),
+                );
+            }
+            serde_json::Value::Object(m) => m.values_mut().for_each(|x| resolve(x, account)),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| resolve(x, account)),
+            _ => {}
+        }
+    }
+    resolve(&mut doc, account);
+    doc
+}
+
+fn audit_role_allows(policy: &serde_json::Value, action: &str, resource: &str) -> bool {
+    use iam_rs::{Arn, Context, Decision, IAMPolicy, IAMRequest, Principal, PrincipalId};
+    let policy = IAMPolicy::from_json(&policy.to_string()).expect("iam-rs parses the policy");
+    let request = IAMRequest::new_with_context(
+        Principal::Aws(PrincipalId::String(
+            "arn:aws:sts::111122223333:assumed-role/trailkeeper-audit/org-auditor".into(),
+        )),
+        action,
+        Arn::parse(resource).unwrap(),
+        Context::new(),
+    );
+    iam_rs::evaluate_policy(&policy, &request).unwrap() == Decision::Allow
+}
+
+#[test]
+fn the_audit_role_allows_exactly_the_audit_s_reads() {
+    let policy = audit_role_policy("111122223333");
+    let allowed: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().into()).collect(),
+            x => vec![x.as_str().unwrap().to_owned()],
+        })
+        .collect();
+    let calls: BTreeSet<String> = trailkeeper::audit::CALLS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        allowed, calls,
+        "the audit role must allow what the audit calls, no more"
+    );
+    for action in &calls {
+        let verb = action.split(':').nth(1).unwrap();
+        assert!(
+            ["Describe", "Get", "List"]
+                .iter()
+                .any(|r| verb.starts_with(r)),
+            "{action} is not a read: the audit only reads"
+        );
+    }
+}
+
+#[test]
+fn the_audit_role_reads_the_account_s_trails_and_changes_nothing() {
+    let policy = audit_role_policy("111122223333");
+    let own = "arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper";
+    let other = "arn:aws:cloudtrail:us-east-1:444455556666:trail/trailkeeper";
+    assert!(audit_role_allows(&policy, "cloudtrail:DescribeTrails", own));
+    assert!(audit_role_allows(&policy, "cloudtrail:GetTrailStatus", own));
+    assert!(!audit_role_allows(
+        &policy,
+        "cloudtrail:GetTrailStatus",
+        other
+    ));
+    for write in [
+        "cloudtrail:CreateTrail",
+        "cloudtrail:UpdateTrail",
+        "cloudtrail:StartLogging",
+        "cloudtrail:StopLogging",
+        "cloudtrail:DeleteTrail",
+        "cloudtrail:PutEventSelectors",
+    ] {
+        assert!(!audit_role_allows(&policy, write, own), "{write}");
+    }
+    for (action, resource) in [
+        ("s3:GetObject", "arn:aws:s3:::central-logs/AWSLogs/x"),
+        ("s3:PutBucketPolicy", "arn:aws:s3:::central-logs"),
+        (
+            "sts:AssumeRole",
+            "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole",
+        ),
+        ("iam:PassRole", "arn:aws:iam::111122223333:role/any"),
+        (
+            "organizations:ListAccounts",
+            "arn:aws:organizations::111122223333:account/o-x/1",
+        ),
+    ] {
+        assert!(!audit_role_allows(&policy, action, resource), "{action}");
+    }
+}

@@ -45,6 +45,8 @@ CONFIG_TABLE = {
     "TRAILKEEPER_ARCHIVE_ROLE_ARN",
     # Findings also imported into Security Hub (README, "Findings in Security Hub").
     "TRAILKEEPER_SECURITY_HUB",
+    # The read-only role the org-auditor assumes in member accounts (README).
+    "TRAILKEEPER_AUDIT_ROLE",
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
 STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys", "cloudtrail:DescribeTrails", "organizations:ListAccounts"}
@@ -277,6 +279,13 @@ def check(template) -> list[str]:
         errors.append("CentralBucketPolicy: no Deny of s3:PutBucketPolicy to everyone but PolicyUpdaterRole")
     if any(str(s.get("Sid", "")).startswith("Trailkeeper") for s in as_list(policy.get("Statement", []))):
         errors.append("CentralBucketPolicy: Sids starting with 'Trailkeeper' belong to the policy-updater")
+    # The daily audit reads member accounts through the read-only audit role only: its role may
+    # not assume the administrator member role (templates/audit-member-role.yaml).
+    auditor = res.get("OrgAuditorRole", {}).get("Properties", {})
+    assumable = json.dumps([s.get("Resource") for s in statements(auditor)
+                            if "sts:AssumeRole" in as_list(s.get("Action", []))])
+    if "MemberRoleName" in assumable or "${AuditRoleName}" not in assumable:
+        errors.append("OrgAuditorRole: must assume role/${AuditRoleName} in member accounts, never ${MemberRoleName}")
     errors.extend(least_privilege(template))
     return errors
 
@@ -315,6 +324,10 @@ def self_test(template):
     t = copy.deepcopy(template)
     t["Resources"]["TrailEnablerRole"]["Properties"]["ManagedPolicyArns"].append("arn:aws:iam::aws:policy/ReadOnlyAccess")
     broken.append(("a managed policy", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["OrgAuditorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]["Resource"][0] = \
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+    broken.append(("the org-auditor assuming the member role", t))
     base = len(check(template))
     failed = [what for what, t in broken if len(check(t)) <= base]
     if failed:

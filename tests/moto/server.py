@@ -27,6 +27,16 @@ Two per-request costs of moto's server are removed, as they made up about a thir
 time while serving S3 (py-spy, `make bench`): moto lists its own package directory on every
 request (`list_of_moto_modules`), and werkzeug logs one line per request. Request lines are
 still logged when TRAILKEEPER_MOTO_LOG names a file to keep.
+
+CloudTrail checks the destination as AWS does: CreateTrail, and UpdateTrail to another bucket or
+prefix, fail with InsufficientS3BucketPolicyException ("Incorrect S3 bucket policy is detected
+for bucket: B") until the bucket policy lets cloudtrail.amazonaws.com, with the trail's
+aws:SourceArn, aws:SourceAccount and aws:SourceOrgID, do s3:GetBucketAcl on the bucket and
+s3:PutObject (with x-amz-acl bucket-owner-full-control) under [prefix/]AWSLogs/<account>/ (an
+organization trail: under the management account's and the organization's trees). moto checks
+nothing. PutBucketPolicy and DeleteBucketPolicy honour an explicit Deny of the current bucket
+policy for the caller's aws:PrincipalArn (moto applies none); the bucket owner's root user is
+exempt, as on S3. Both use the small evaluator below (see policy_decision).
 """
 
 import argparse
@@ -35,6 +45,7 @@ import binascii
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -44,11 +55,13 @@ from pathlib import Path
 
 import moto.backends as moto_backends
 from moto.cloudtrail.responses import CloudTrailResponse
+from moto.s3.exceptions import S3ClientError
 from moto.s3.responses import S3Response
 from moto.core.exceptions import JsonRESTError
 from moto.moto_api._internal.responses import MotoAPIResponse
 from moto.securityhub.responses import SecurityHubResponse
 from moto.server import ThreadedMotoServer
+from moto.utilities.utils import get_partition
 
 KEYS_DIR_ENV = "TRAILKEEPER_MOTO_KEYS_DIR"
 
@@ -250,6 +263,333 @@ def model_data(self: MotoAPIResponse, request, full_url: str, headers) -> tuple[
     return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
 
 
+# ---------------------------------------------------------------------------------------------
+# A small IAM evaluator for resource policies: what AWS checks where moto checks nothing.
+# Explicit Deny wins, then an Allow is needed. A condition this evaluator cannot read makes an
+# Allow grant nothing and a Deny apply: the harness errs on AWS's strict side, never moto's.
+
+CLOUDTRAIL = "cloudtrail.amazonaws.com"
+NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+
+
+class Unreadable(Exception):
+    """A policy element this evaluator does not understand."""
+
+
+def as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    """IAM wildcards: `*` any run, `?` one character; nothing else is special."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE | re.DOTALL) is not None
+
+
+def substitute(pattern: str, context: dict[str, str]) -> str | None:
+    """Policy variables (`${aws:SourceAccount}`) replaced from the request context; None when a
+    variable's key is absent (the element then matches nothing). `${*}`, `${?}`, `${$}` are the
+    literal characters, kept as wildcards-free escapes."""
+    missing = False
+
+    def one(m: re.Match) -> str:
+        nonlocal missing
+        name = m.group(1).strip()
+        if name in ("*", "?", "$"):
+            return "\0" + name  # a literal, not a wildcard (undone by the glob's caller)
+        default = None
+        if "," in name:
+            name, default = (part.strip() for part in name.split(",", 1))
+            default = default.strip("'")
+        value = context.get(name, default)
+        if value is None:
+            missing = True
+            return ""
+        return value
+
+    out = re.sub(r"\$\{([^}]*)\}", one, pattern)
+    return None if missing else out
+
+
+def resource_matches(pattern: str, resource: str, context: dict[str, str]) -> bool:
+    pattern = substitute(pattern, context)
+    if pattern is None:
+        return False
+    regex = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\0":
+            regex.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        regex.append(".*" if c == "*" else "." if c == "?" else re.escape(c))
+        i += 1
+    return re.fullmatch("".join(regex), resource, re.DOTALL) is not None
+
+
+def principal_matches(statement: dict, principal: dict[str, str]) -> bool:
+    """`principal` is {"Service": name} or {"AWS": arn}."""
+    def listed(element: object) -> bool:
+        if element == "*":
+            return True
+        if not isinstance(element, dict):
+            raise Unreadable(f"Principal {element!r}")
+        for kind, values in element.items():
+            for v in as_list(values):
+                if v == "*" and kind in ("AWS", "Service"):
+                    return True
+                if kind in principal and v == principal[kind]:
+                    return True
+                # An account's id or root ARN names every principal of the account.
+                account = principal.get("account")
+                if kind == "AWS" and account and (v == account or re.fullmatch(
+                        rf"arn:[a-z-]+:iam::{account}:root", str(v))):
+                    return True
+        return False
+
+    if "Principal" in statement:
+        return listed(statement["Principal"])
+    if "NotPrincipal" in statement:
+        return not listed(statement["NotPrincipal"])
+    raise Unreadable("a statement without Principal")
+
+
+def condition_holds(condition: dict, context: dict[str, str]) -> bool:
+    for operator, tests in condition.items():
+        if not isinstance(tests, dict):
+            raise Unreadable(f"Condition {operator}")
+        op = operator
+        if_exists = op.endswith("IfExists")
+        if if_exists:
+            op = op[: -len("IfExists")]
+        if ":" in op:  # ForAnyValue:/ForAllValues: over single-valued keys is the plain test
+            qualifier, op = op.split(":", 1)
+            if qualifier not in ("ForAnyValue", "ForAllValues"):
+                raise Unreadable(f"Condition {operator}")
+        for key, wanted in tests.items():
+            present = next((v for k, v in context.items() if k.lower() == key.lower()), None)
+            wanted = [str(w).lower() if isinstance(w, bool) else str(w) for w in as_list(wanted)]
+            if op == "Null":
+                if (present is None) != (wanted[0].lower() == "true"):
+                    return False
+                continue
+            if present is None:
+                if if_exists or op in NEGATED:
+                    continue
+                return False
+            if op in ("StringEquals", "StringNotEquals"):
+                hit = present in wanted
+            elif op in ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"):
+                hit = present.lower() in (w.lower() for w in wanted)
+            elif op in ("StringLike", "StringNotLike", "ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike"):
+                hit = any(resource_matches(w, present, context) for w in wanted)
+            elif op == "Bool":
+                hit = present.lower() in (w.lower() for w in wanted)
+            else:
+                raise Unreadable(f"Condition operator {operator}")
+            if hit == (op in NEGATED):
+                return False
+    return True
+
+
+def policy_decision(policy_text: str | bytes | None, principal: dict[str, str], action: str,
+                    resource: str, context: dict[str, str]) -> tuple[str, str]:
+    """("Deny" | "Allow" | "ImplicitDeny", the Sid or reason that decided)."""
+    if not policy_text:
+        return "ImplicitDeny", "no bucket policy"
+    try:
+        document = json.loads(policy_text)
+    except ValueError:
+        return "ImplicitDeny", "a bucket policy that is not JSON"
+    allowed_by = None
+    for index, statement in enumerate(as_list(document.get("Statement", []))):
+        sid = statement.get("Sid", f"statement #{index}") if isinstance(statement, dict) else f"#{index}"
+        effect = statement.get("Effect") if isinstance(statement, dict) else None
+        try:
+            applies = (
+                principal_matches(statement, principal)
+                and (any(glob(a, action, False) for a in as_list(statement["Action"]))
+                     if "Action" in statement
+                     else not any(glob(a, action, False) for a in as_list(statement["NotAction"])))
+                and (any(resource_matches(r, resource, context) for r in as_list(statement["Resource"]))
+                     if "Resource" in statement
+                     else not any(resource_matches(r, resource, context) for r in as_list(statement["NotResource"])))
+                and condition_holds(statement.get("Condition", {}), context)
+            )
+        except (Unreadable, KeyError, TypeError, AttributeError) as error:
+            log(f"policy evaluation: {sid}: cannot read {error!r}; a Deny applies, an Allow grants nothing")
+            applies = effect == "Deny"
+        if applies and effect == "Deny":
+            return "Deny", sid
+        if applies and effect == "Allow":
+            allowed_by = sid
+    return ("Allow", allowed_by) if allowed_by else ("ImplicitDeny", "no statement allows it")
+
+
+# ---------------------------------------------------------------------------------------------
+# CloudTrail's destination check
+
+def organization_of(account: str, partition: str):
+    """The moto organization `account` belongs to, or None."""
+    from moto.organizations.models import organizations_backends
+
+    own = organizations_backends[account][partition].org
+    if own is not None:
+        return own
+    management = organizations_backends.master_accounts.get(account)
+    if management is None:
+        return None
+    return organizations_backends[management[0]][management[1]].org
+
+
+def destination_refusal(trail_arn: str, bucket_name: str, prefix: str | None,
+                        organization_trail: bool) -> str | None:
+    """Why CloudTrail would refuse `bucket_name`/`prefix` for the trail; None if admitted."""
+    from moto.s3.models import s3_backends
+
+    _, partition, _, region, account, _ = trail_arn.split(":", 5)
+    try:
+        bucket = s3_backends[account][partition].get_bucket(bucket_name)
+    except Exception:  # noqa: BLE001 - moto's own check reports a missing bucket
+        return None
+    org = organization_of(account, partition)
+    context = {
+        "aws:SourceArn": trail_arn,
+        "aws:SourceAccount": account,
+        "aws:SecureTransport": "true",
+        "aws:PrincipalServiceName": CLOUDTRAIL,
+        "aws:PrincipalIsAWSService": "true",
+    }
+    if org is not None:
+        context["aws:SourceOrgID"] = org.id
+    principal = {"Service": CLOUDTRAIL}
+    base = f"arn:{partition}:s3:::{bucket_name}"
+    logs = f"{base}/{prefix}/AWSLogs" if prefix else f"{base}/AWSLogs"
+    trees = [f"{logs}/{account}"]
+    if organization_trail:
+        if org is None:
+            return f"the trail's account {account} is in no organization"
+        trees = [f"{logs}/{org.master_account_id}", f"{logs}/{org.id}/{account}"]
+    checks = [("s3:GetBucketAcl", base, {})]
+    for tree in trees:
+        for folder in ("CloudTrail", "CloudTrail-Digest"):
+            key = f"{tree}/{folder}/{region}/trailkeeper-harness-probe.json.gz"
+            checks.append(("s3:PutObject", key, {"s3:x-amz-acl": "bucket-owner-full-control"}))
+    for action, resource, extra in checks:
+        decision, why = policy_decision(bucket.policy, principal, action, resource, {**context, **extra})
+        if decision != "Allow":
+            return f"{action} on {resource} for {trail_arn}: {decision} ({why})"
+    return None
+
+
+class InsufficientS3BucketPolicy(JsonRESTError):
+    def __init__(self, bucket: str):
+        super().__init__(
+            "InsufficientS3BucketPolicyException",
+            f"Incorrect S3 bucket policy is detected for bucket: {bucket}",
+        )
+
+
+def check_destination(self: CloudTrailResponse, trail_name: str, bucket: str, prefix: str | None,
+                      organization_trail: bool) -> None:
+    partition = get_partition(self.region)
+    arn = f"arn:{partition}:cloudtrail:{self.region}:{self.current_account}:trail/{trail_name}"
+    refusal = destination_refusal(arn, bucket, prefix or None, organization_trail)
+    if refusal:
+        log(f"CloudTrail refuses s3://{bucket}/{prefix or ''}: {refusal}")
+        raise InsufficientS3BucketPolicy(bucket)
+
+
+def strict_create_trail(original):
+    def create_trail(self: CloudTrailResponse) -> str:
+        check_destination(self, self._get_param("Name"), self._get_param("S3BucketName"),
+                          self._get_param("S3KeyPrefix"), self._get_bool_param("IsOrganizationTrail", False))
+        return original(self)
+    return create_trail
+
+
+def strict_update_trail(original):
+    def update_trail(self: CloudTrailResponse) -> str:
+        bucket, prefix = self._get_param("S3BucketName"), self._get_param("S3KeyPrefix")
+        if bucket is not None or prefix is not None:
+            trail = self.cloudtrail_backend.get_trail(self._get_param("Name"))
+            new_bucket = bucket if bucket is not None else trail.bucket_name
+            new_prefix = prefix if prefix is not None else trail.s3_key_prefix
+            organization = self._get_param("IsOrganizationTrail")
+            organization = trail.is_org_trail if organization is None else organization
+            if (new_bucket, new_prefix or None) != (trail.bucket_name, trail.s3_key_prefix or None):
+                check_destination(self, trail.trail_name, new_bucket, new_prefix, bool(organization))
+        return original(self)
+    return update_trail
+
+
+# ---------------------------------------------------------------------------------------------
+# PutBucketPolicy / DeleteBucketPolicy under the current policy's explicit Deny
+
+class PolicyChangeDenied(S3ClientError):
+    code = "AccessDenied"
+
+    def __init__(self, message: str):
+        super().__init__("AccessDenied", message)
+
+
+def caller_arns(self: S3Response) -> tuple[str, str | None]:
+    """(the caller's account, its aws:PrincipalArn); None for the account's root user, which is
+    what moto makes of keys it did not issue (`testing`)."""
+    from moto.sts.models import sts_backends
+    from moto.iam.models import iam_backends
+
+    key = self.get_access_key()
+    for account in list(sts_backends):
+        for partition in list(sts_backends[account]):
+            role = sts_backends[account][partition].get_assumed_role_from_access_key(key)
+            if role is not None:
+                return role.account_id, role.role_arn
+    for account in list(iam_backends):
+        for partition in list(iam_backends[account]):
+            user = iam_backends[account][partition].get_user_from_access_key_id(key)
+            if user is not None:
+                return user.account_id, user.arn
+    return self.get_current_account(), None
+
+
+def guard_policy_change(self: S3Response, bucket_name: str, action: str) -> None:
+    bucket = self.backend.get_bucket(bucket_name)
+    account, principal_arn = caller_arns(self)
+    if principal_arn is None and account == bucket.account_id:
+        return  # the bucket owner's root user may always change the policy (S3)
+    if principal_arn is None:
+        principal_arn = f"arn:aws:iam::{account}:root"
+    partition = principal_arn.split(":")[1]
+    context = {"aws:PrincipalArn": principal_arn, "aws:PrincipalAccount": account,
+               # Every trailkeeper program speaks TLS to AWS; the harness judges who, not how.
+               "aws:SecureTransport": "true"}
+    decision, why = policy_decision(bucket.policy, {"AWS": principal_arn, "account": account},
+                                    action, f"arn:{partition}:s3:::{bucket_name}", context)
+    if decision == "Deny":
+        raise PolicyChangeDenied(
+            f"User: {principal_arn} is not authorized to perform: {action} on resource: "
+            f"\"arn:{partition}:s3:::{bucket_name}\" with an explicit deny in a resource-based "
+            f"policy (statement {why})")
+
+
+def strict_bucket_put(original):
+    def _bucket_response_put(self: S3Response, request, bucket_name: str, querystring: dict):
+        if "policy" in querystring:
+            guard_policy_change(self, bucket_name, "s3:PutBucketPolicy")
+        return original(self, request, bucket_name, querystring)
+    return _bucket_response_put
+
+
+def strict_bucket_delete(original):
+    def _bucket_response_delete(self: S3Response, bucket_name: str, querystring: dict):
+        if "policy" in querystring:
+            guard_policy_change(self, bucket_name, "s3:DeleteBucketPolicy")
+        return original(self, bucket_name, querystring)
+    return _bucket_response_delete
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port-file", required=True, type=Path)
@@ -269,6 +609,10 @@ def main() -> None:
     S3Response.get_bucket_versioning = get_bucket_versioning
     MotoAPIResponse.model_data = model_data
     SecurityHubResponse.batch_import_findings = batch_import_findings
+    CloudTrailResponse.create_trail = strict_create_trail(CloudTrailResponse.create_trail)
+    CloudTrailResponse.update_trail = strict_update_trail(CloudTrailResponse.update_trail)
+    S3Response._bucket_response_put = strict_bucket_put(S3Response._bucket_response_put)
+    S3Response._bucket_response_delete = strict_bucket_delete(S3Response._bucket_response_delete)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

@@ -421,3 +421,75 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Admits each account to `config`'s central bucket (and key) policy with the policy-updater's
+/// code, as `archive` (the bucket's owner). On AWS, and on this emulator
+/// (tests/moto/server.py), CloudTrail refuses a trail into the bucket until then.
+pub async fn admit_accounts(
+    archive: &aws_config::SdkConfig,
+    config: &OnboardConfig,
+    accounts: &[String],
+) {
+    let updater = trailkeeper::onboard::PolicyUpdater::new(archive, config.clone(), FAST_LOOP);
+    for account in accounts {
+        let id = trailkeeper::events::AccountId::new(account).expect("an account id");
+        updater
+            .admit(id)
+            .await
+            .unwrap_or_else(|e| panic!("admit {account} to {}: {e}", config.destination.bucket));
+    }
+}
+
+/// Admits every account of the emulator's organization to `bucket` in organization mode
+/// (`aws:SourceOrgID`), with one write: for tests that create many trails into one bucket.
+/// `mgmt` is the organization's management account; it must own `bucket`.
+pub async fn admit_organization(mgmt: &aws_config::SdkConfig, bucket: &str) {
+    let org = aws_sdk_organizations::Client::new(mgmt)
+        .describe_organization()
+        .send()
+        .await
+        .expect("describe the emulator's organization");
+    let org = org
+        .organization()
+        .and_then(|o| o.id())
+        .expect("an organization id");
+    let config = onboard_config(&[
+        ("TRAILKEEPER_BUCKET", bucket.to_owned()),
+        ("TRAILKEEPER_POLICY_MODE", "organization".into()),
+        ("TRAILKEEPER_ORG_ID", org.to_owned()),
+    ]);
+    let any = org_management_account(mgmt).await;
+    admit_accounts(mgmt, &config, &[any]).await;
+}
+
+async fn org_management_account(mgmt: &aws_config::SdkConfig) -> String {
+    aws_sdk_organizations::Client::new(mgmt)
+        .describe_organization()
+        .send()
+        .await
+        .expect("describe the emulator's organization")
+        .organization()
+        .and_then(|o| o.master_account_id())
+        .expect("the management account")
+        .to_owned()
+}
+
+/// Lets CloudTrail deliver any account's trail into `bucket`, with a policy of the shape old,
+/// pre-trailkeeper buckets often have (AWS's documented statements, `AWSLogs/*`). CloudTrail
+/// (and this emulator) refuses a trail into a bucket without one.
+pub async fn let_cloudtrail_deliver(s3: &aws_sdk_s3::Client, bucket: &str) {
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AWSCloudTrailAclCheck", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:GetBucketAcl", "Resource": format!("arn:aws:s3:::{bucket}")},
+        {"Sid": "AWSCloudTrailWrite", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{bucket}/*AWSLogs/*"),
+         "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}}]});
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put CloudTrail's delivery policy on {bucket}: {e:?}"));
+}

@@ -57,13 +57,27 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         config.member_role.clone(),
         FAST_BACKOFF,
     );
-    for a in [covered, no_trail, stopped, leftover] {
+    for a in [covered, no_trail, stopped, not_admitted, leftover] {
         policies.admit(a).await.expect("admit");
     }
-    // moto does not check the bucket policy on CreateTrail: a trail without admission exists.
+    // CloudTrail accepts a trail only while the policy admits it (as the emulator does now);
+    // then someone removes not_admitted's statement by hand: its trail exists, unadmitted.
     for a in [covered, stopped, not_admitted, leftover] {
         trails.enable(a).await.expect("enable");
     }
+    let text = bucket_policy(&s3, &bucket).await;
+    let mut policy: Value = serde_json::from_str(&text).unwrap();
+    let sid = format!("TrailkeeperWrite{not_admitted}");
+    policy["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["Sid"] != sid.as_str());
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("remove not_admitted's statement");
     let arn = |a: AccountId| config.trail_spec().trail_arn(a).to_string();
     trails
         .member_cloudtrail(stopped)
@@ -75,6 +89,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         .send()
         .await
         .expect("stop logging");
+    let_cloudtrail_deliver(&s3, &old).await;
     let (ct, _) = trails.member_cloudtrail(leftover).await.unwrap();
     ct.create_trail()
         .name("legacy-trail")
@@ -196,6 +211,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         &mgmt,
         config.clone(),
         org_auditor::Config {
+            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
             archive_role_arn: None,
             alert_topic_arn: Some(topic.clone()),
             security_hub: false,

@@ -818,6 +818,8 @@ async fn trail_enabler_runs_failing_part_way_converge_on_the_next_run() {
         ("TRAILKEEPER_BUCKET", bucket.clone()),
         ("TRAILKEEPER_TRAIL_NAME", "flt-trail".into()),
     ]);
+    // As on AWS, CloudTrail accepts the trail only once the policy admits it.
+    admit_accounts(&mgmt, &config, std::slice::from_ref(&account)).await;
     let proxy = FaultProxy::start();
     let deps =
         trail_enabler::Deps::with_backoff(&proxy.sdk_config().await, config.clone(), FAST_BACKOFF);
@@ -893,6 +895,9 @@ async fn the_trail_enabler_cut_off_anywhere_then_retried_converges_to_the_spec()
         ("TRAILKEEPER_BUCKET", bucket.clone()),
         ("TRAILKEEPER_TRAIL_NAME", "flt-cut".into()),
     ]);
+    // As on AWS, CloudTrail accepts a trail only once the policy admits it: the organization's
+    // grant admits every account this test creates, with one write.
+    admit_organization(&mgmt, &bucket).await;
     let proxy = FaultProxy::start();
     let deps = Arc::new(trail_enabler::Deps::with_backoff(
         &proxy.sdk_config().await,

@@ -87,6 +87,8 @@ async fn old_bucket(s3: &aws_sdk_s3::Client, name: &str, hours: usize) -> (Strin
     let bucket = unique_bucket(name);
     create_bucket(s3, &bucket).await;
     enable_versioning(s3, &bucket).await;
+    // The old trails' bucket let CloudTrail deliver, or they could not have been created.
+    let_cloudtrail_deliver(s3, &bucket).await;
     let layout = TrailLayout::new(&bucket, CALLER, "us-east-1");
     let history = Generator::new(layout, &key, 7).chain(t0(), hours, None, |i| i % 2);
     upload(s3, &bucket, &history).await;
@@ -346,6 +348,7 @@ async fn one_object_without_a_verified_copy_refuses_the_whole_retirement_and_cha
     let (code, _, err) = retire(&central, &mgmt, &["--from", &format!("s3://{central}")]).await;
     assert_eq!(code, 2);
     assert!(err.contains("is the central bucket"), "{err}");
+    let_cloudtrail_deliver(&s3, &central).await;
     let elsewhere = own_trail(&mgmt, &unique_bucket("elsewhere"), &central).await;
     let (code, _, err) = retire(
         &central,

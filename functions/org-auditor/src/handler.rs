@@ -14,11 +14,14 @@ use trailkeeper::config::{self, ConfigError};
 use trailkeeper::events::AccountId;
 use trailkeeper::onboard::{OnboardConfig, active_accounts};
 use trailkeeper::securityhub::SecurityHub;
-use trailkeeper::trail::{Backoff, assume_role};
+use trailkeeper::trail::{Backoff, RoleName, assume_role};
 
 /// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
+    /// The read-only role assumed in member accounts (`TRAILKEEPER_AUDIT_ROLE`), never the
+    /// administrator member role.
+    pub audit_role: RoleName,
     /// The log-archive account's role that may read the bucket (and key) policy; unset when
     /// the function's own credentials may read them.
     pub archive_role_arn: Option<String>,
@@ -32,6 +35,7 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
+            audit_role: trailkeeper::audit::audit_role_from_env()?,
             archive_role_arn: config::optional_checked(
                 "TRAILKEEPER_ARCHIVE_ROLE_ARN",
                 check_role_arn,
@@ -181,6 +185,7 @@ async fn audit<R: RecordSink>(
         &deps.aws,
         &archive,
         deps.onboard.clone(),
+        deps.config.audit_role.clone(),
         deps.backoff,
         caller,
     );

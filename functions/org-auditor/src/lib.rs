@@ -11,8 +11,9 @@ pub use handler::{Config, Deps, HandlerError, RecordSink, Stdout, handle};
 /// The IAM actions this function's role must allow, by the modules whose calls it makes;
 /// tests/lambda/template_checks.py holds `OrgAuditorRole` in template.yaml to exactly these.
 /// The management account's own trail is read with these credentials (it has no member role);
-/// other accounts' trails with the member role (`trailkeeper::trail::MEMBER_ROLE_CALLS`), and
-/// the policies with the log-archive account's reader role ([`ARCHIVE_READER_CALLS`]).
+/// other accounts' trails with the read-only audit role (templates/audit-member-role.yaml,
+/// exactly `trailkeeper::audit::CALLS`: shared/tests/least_privilege.rs), and the policies
+/// with the log-archive account's reader role ([`ARCHIVE_READER_CALLS`]).
 pub const CALLS: &[&[&str]] = &[
     trailkeeper::onboard::ORGANIZATION_CALLS,
     trailkeeper::trail::CALLS,
