@@ -424,3 +424,149 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
     assert_eq!(summary(&lines)["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(versions(&s3, &old).await, None);
 }
+
+/// The version ids of `key` in `bucket` that are not its current version, and the ids of the
+/// delete markers over it (read with the SDK alone).
+async fn earlier_states(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<String>, Vec<String>) {
+    let page = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("list versions of {bucket}/{key}: {e:?}"));
+    let noncurrent = page
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(key) && v.is_latest() != Some(true))
+        .map(|v| v.version_id().unwrap_or("null").to_string())
+        .collect();
+    let markers = page
+        .delete_markers()
+        .iter()
+        .filter(|m| m.key() == Some(key))
+        .map(|m| m.version_id().unwrap_or("null").to_string())
+        .collect();
+    (noncurrent, markers)
+}
+
+/// Attack 5: in an old bucket where a log was overwritten (and another deleted), the originals
+/// exist only as noncurrent versions. Retire must not destroy them: it refuses until
+/// `consolidate --all-versions` has copied them (keyed by version id, outside `AWSLogs/`) and a
+/// clean `validate --manifest` of the copied history is shown; here the history is not clean
+/// (the overwritten log's copy is the forgery), so it stays refused, naming what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_never_destroys_the_only_untampered_copy_of_an_overwritten_log() {
+    let mgmt = aws_config().await;
+    let s3 = s3().await;
+    let key = TestKey::generate(
+        t0() - chrono::Duration::days(1),
+        t0() + chrono::Duration::days(30),
+    );
+    register_keys(&[&key]);
+    let old = unique_bucket("evidence-old");
+    create_bucket(&s3, &old).await;
+    enable_versioning(&s3, &old).await;
+    let layout = TrailLayout::new(&old, CALLER, "us-east-1");
+    let history = Generator::new(layout, &key, 11).chain(t0(), 3, None, |_| 2);
+    upload(&s3, &old, &history).await;
+    let overwritten = history.logs[0].clone();
+    let deleted = history.logs[1].key.clone();
+    put_bytes(&s3, &old, &overwritten.key, &trailkeeper::testdata::gzip(b"{\"Records\":[]}")).await;
+    delete(&s3, &old, &deleted).await;
+    let (original, _) = earlier_states(&s3, &old, &overwritten.key).await;
+    assert_eq!(original.len(), 1, "the original is one noncurrent version");
+    let (deleted_versions, deleted_markers) = earlier_states(&s3, &old, &deleted).await;
+    assert_eq!((deleted_versions.len(), deleted_markers.len()), (1, 1));
+    let central = central_bucket(&s3, "evidence-central").await;
+    consolidate(&old, &central).await;
+    let old_before = versions(&s3, &old).await.expect("the old bucket");
+    let from = format!("s3://{old}");
+
+    // Only the current state was copied, and nothing validated it: refused, naming the
+    // original of the overwritten log, the deleted log's version and its delete marker.
+    let (code, lines, err) = retire(&central, &mgmt, &["--from", &from, "--yes"]).await;
+    assert_eq!(code, 1, "{lines:#?}\n{err}");
+    assert_eq!(summary(&lines)["status"], "refused", "{lines:#?}");
+    assert_eq!(versions(&s3, &old).await.as_ref(), Some(&old_before), "nothing deleted");
+    let blocked = |lines: &[Value], key: &str, version: &str| -> String {
+        lines
+            .iter()
+            .find(|l| l["status"] == "unverified" && l["key"] == key && l["version_id"] == version)
+            .unwrap_or_else(|| panic!("{key} version {version} is named: {lines:#?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let why = blocked(&lines, &overwritten.key, &original[0]);
+    assert!(why.contains("noncurrent version") && why.contains("consolidate --all-versions"), "{why}");
+    let why = blocked(&lines, &deleted, &deleted_versions[0]);
+    assert!(why.contains("noncurrent version"), "{why}");
+    let why = blocked(&lines, &deleted, &deleted_markers[0]);
+    assert!(why.contains("delete marker"), "{why}");
+    let validation = lines
+        .iter()
+        .find(|l| l["type"] == "validation")
+        .unwrap_or_else(|| panic!("the missing validation is named: {lines:#?}"));
+    assert_eq!(validation["status"], "missing", "{validation}");
+    assert!(validation["reason"].as_str().unwrap().contains("--manifest"), "{validation}");
+
+    // Every earlier state copied, by version id, outside AWSLogs/, byte for byte.
+    let run = trailkeeper_consolidate(&["--from", &old, "--to", &central, "--all-versions"]).await;
+    assert_eq!(run.code, 0, "{:?}\n{}", run.lines, run.stderr);
+    assert_eq!(run.summary()["delete_markers"], 1, "{}", run.summary());
+    let manifest = run.summary()["manifest"].as_str().unwrap().to_string();
+    let kept = format!("trailkeeper-versions/{old}/{}/{}", original[0], overwritten.key);
+    let body = s3
+        .get_object()
+        .bucket(&central)
+        .key(&kept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the original at {kept}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(body.as_ref(), overwritten.body.as_slice(), "the untampered bytes");
+    assert_eq!(
+        list_keys(&s3, &central, &format!("trailkeeper-versions/{old}/")).await.len(),
+        2,
+        "the two noncurrent versions"
+    );
+
+    // The copied history does not validate: the overwritten log's copy is the forgery, the
+    // deleted one was never copied. Retire stays refused, naming both and the findings.
+    let v = trailkeeper_validate(&["--bucket", &central, "--manifest", &manifest]).await;
+    assert_eq!(v.code, 1, "{:?}", v.not_valid());
+    let report = std::env::temp_dir().join(format!("{old}-validation.jsonl"));
+    std::fs::write(
+        &report,
+        v.lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let report = report.to_string_lossy().into_owned();
+    let (code, lines, err) = retire(
+        &central,
+        &mgmt,
+        &["--from", &from, "--yes", "--validation", &report],
+    )
+    .await;
+    assert_eq!(code, 1, "{lines:#?}\n{err}");
+    assert_eq!(summary(&lines)["status"], "refused");
+    assert!(
+        !lines.iter().any(|l| l["status"] == "unverified" && l["version_id"].is_string()),
+        "every earlier state has its verified copy: {lines:#?}"
+    );
+    let validation = lines.iter().find(|l| l["type"] == "validation").expect("named");
+    assert_eq!(validation["status"], "not_clean", "{validation}");
+    let reason = validation["reason"].as_str().unwrap();
+    assert!(reason.contains("hash_mismatch") && reason.contains(&overwritten.key), "{reason}");
+    let current = lines
+        .iter()
+        .find(|l| l["status"] == "unverified" && l["key"] == overwritten.key.as_str())
+        .unwrap_or_else(|| panic!("the overwritten log is named: {lines:#?}"));
+    assert!(current["reason"].as_str().unwrap().contains("hash_mismatch"), "{current}");
+    assert_eq!(versions(&s3, &old).await.as_ref(), Some(&old_before), "nothing deleted");
+}
