@@ -19,6 +19,9 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
    constants next to the calls in shared/src, which shared/tests/least_privilege.rs holds to the
    code), plus only the actions AWS itself uses on the function's behalf (IMPLICIT), and no
    managed policy but the basic execution role.
+8. The digest rule's pattern, as deployed without LogPrefix, is tests/lambda/digest-rule-pattern.json,
+   the pattern the end-to-end test of consolidation (tests/tests/consolidate.rs) runs on the
+   emulator's EventBridge.
 """
 
 import json
@@ -53,6 +56,7 @@ IMPLICIT = {
 # Roles of this template that a function assumes (not its execution role), and the list of its
 # crate that names the calls made through them.
 ASSUMED_ROLES = {"AuditReaderRole": ("org-auditor", "ARCHIVE_READER_CALLS")}
+DIGEST_RULE_PATTERN = ROOT / "tests" / "lambda" / "digest-rule-pattern.json"
 MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
 
@@ -189,6 +193,33 @@ def patterns(template):
                     yield f"{name}.{ev_name}", ev["Properties"]["Pattern"]
 
 
+def without_prefix(node):
+    """A template value as deployed without LogPrefix: Ref X is "${X}", and
+    Fn::If [HasPrefix, a, b] is b."""
+    if isinstance(node, dict):
+        if list(node) == ["Ref"]:
+            return "${" + node["Ref"] + "}"
+        if list(node) == ["Fn::If"] and node["Fn::If"][0] == "HasPrefix":
+            return without_prefix(node["Fn::If"][2])
+        return {k: without_prefix(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [without_prefix(v) for v in node]
+    return node
+
+
+def digest_rule(template) -> list[str]:
+    events = template["Resources"].get("DigestValidatorFunction", {}).get("Properties", {}).get("Events") or {}
+    pattern = (events.get("DigestDelivered") or {}).get("Properties", {}).get("Pattern")
+    if pattern is None:
+        return ["DigestValidatorFunction: no DigestDelivered EventBridgeRule event"]
+    want = json.loads(DIGEST_RULE_PATTERN.read_text())
+    got = without_prefix(pattern)
+    if json.loads(json.dumps(got)) != want:
+        return [f"DigestValidatorFunction.DigestDelivered: the pattern {json.dumps(got)} is not "
+                f"{DIGEST_RULE_PATTERN.relative_to(ROOT)} ({json.dumps(want)}), which the end-to-end tests run"]
+    return []
+
+
 def check(template) -> list[str]:
     errors = []
     res = template["Resources"]
@@ -265,6 +296,7 @@ def check(template) -> list[str]:
     if any(str(s.get("Sid", "")).startswith("Trailkeeper") for s in as_list(policy.get("Statement", []))):
         errors.append("CentralBucketPolicy: Sids starting with 'Trailkeeper' belong to the policy-updater")
     errors.extend(least_privilege(template))
+    errors.extend(digest_rule(template))
     return errors
 
 
@@ -302,6 +334,10 @@ def self_test(template):
     t = copy.deepcopy(template)
     t["Resources"]["TrailEnablerRole"]["Properties"]["ManagedPolicyArns"].append("arn:aws:iam::aws:policy/ReadOnlyAccess")
     broken.append(("a managed policy", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["DigestValidatorFunction"]["Properties"]["Events"]["DigestDelivered"]["Properties"]["Pattern"][
+        "detail"]["object"]["key"] = [{"prefix": "AWSLogs/"}]
+    broken.append(("a digest rule other than the tested one", t))
     base = len(check(template))
     failed = [what for what, t in broken if len(check(t)) <= base]
     if failed:
