@@ -22,6 +22,10 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
 8. The digest rule's pattern, as deployed without LogPrefix, is tests/lambda/digest-rule-pattern.json,
    the pattern the end-to-end test of consolidation (tests/tests/consolidate.rs) runs on the
    emulator's EventBridge.
+9. Lose nothing: every function invoked asynchronously (an EventBridge rule, a schedule, S3 or
+   SNS) has an SQS OnFailure destination (after Lambda's own retries) with an alarm on the
+   queue's depth that notifies someone (AlarmActions), and every EventBridge route to it has a
+   DeadLetterConfig (events EventBridge could not deliver after its retry policy).
 """
 
 import json
@@ -220,6 +224,60 @@ def digest_rule(template) -> list[str]:
     return []
 
 
+ASYNC_EVENTS = {"EventBridgeRule", "Schedule", "ScheduleV2", "CloudWatchEvent", "S3", "SNS"}
+RULE_EVENTS = {"EventBridgeRule", "Schedule", "CloudWatchEvent"}
+
+
+def depth_alarms(res) -> set[str]:
+    """The queues whose ApproximateNumberOfMessagesVisible raises an alarm with an action."""
+    queues = set()
+    for r in res.values():
+        p = r.get("Properties", {})
+        if (r.get("Type") != "AWS::CloudWatch::Alarm" or p.get("Namespace") != "AWS/SQS"
+                or p.get("MetricName") != "ApproximateNumberOfMessagesVisible" or not p.get("AlarmActions")):
+            continue
+        for d in p.get("Dimensions", []) or []:
+            if d.get("Name") == "QueueName":
+                queues.add(role_name(d.get("Value")))
+    return queues
+
+
+def lose_nothing(template) -> list[str]:
+    errors = []
+    res = template["Resources"]
+    alarmed = depth_alarms(res)
+    targeted = {}
+    for name, r in res.items():
+        if r.get("Type") == "AWS::Events::Rule":
+            for t in r.get("Properties", {}).get("Targets", []) or []:
+                fn = role_name(t.get("Arn"))
+                if fn in res and res[fn].get("Type") == "AWS::Serverless::Function":
+                    targeted.setdefault(fn, []).append(name)
+                if not t.get("DeadLetterConfig"):
+                    errors.append(f"{name}: target {t.get('Id')} has no DeadLetterConfig: an event EventBridge "
+                                  "cannot deliver after its retry policy would be dropped")
+    for name, r in res.items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = r.get("Properties", {})
+        events = props.get("Events") or {}
+        if name not in targeted and not any(e.get("Type") in ASYNC_EVENTS for e in events.values()):
+            continue
+        for ev_name, ev in events.items():
+            if ev.get("Type") in RULE_EVENTS and not (ev.get("Properties") or {}).get("DeadLetterConfig"):
+                errors.append(f"{name}.{ev_name}: no DeadLetterConfig: an event EventBridge cannot deliver "
+                              "after its retry policy would be dropped")
+        on_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+        queue = role_name(on_failure.get("Destination"))
+        if on_failure.get("Type") != "SQS" or queue not in res or res[queue].get("Type") != "AWS::SQS::Queue":
+            errors.append(f"{name}: invoked asynchronously without an SQS OnFailure destination: "
+                          "an event that fails Lambda's retries is dropped")
+        elif queue not in alarmed:
+            errors.append(f"{name}: its failure queue {queue} has no alarm on ApproximateNumberOfMessagesVisible "
+                          "with AlarmActions: a failed event would wait unseen")
+    return errors
+
+
 def check(template) -> list[str]:
     errors = []
     res = template["Resources"]
@@ -297,6 +355,7 @@ def check(template) -> list[str]:
         errors.append("CentralBucketPolicy: Sids starting with 'Trailkeeper' belong to the policy-updater")
     errors.extend(least_privilege(template))
     errors.extend(digest_rule(template))
+    errors.extend(lose_nothing(template))
     return errors
 
 
@@ -338,6 +397,16 @@ def self_test(template):
     t["Resources"]["DigestValidatorFunction"]["Properties"]["Events"]["DigestDelivered"]["Properties"]["Pattern"][
         "detail"]["object"]["key"] = [{"prefix": "AWSLogs/"}]
     broken.append(("a digest rule other than the tested one", t))
+    t = copy.deepcopy(template)
+    del t["Resources"]["DigestValidatorFunction"]["Properties"]["EventInvokeConfig"]
+    broken.append(("an asynchronous function without a failure destination", t))
+    t = copy.deepcopy(template)
+    for n in [n for n, r in t["Resources"].items() if r.get("Type") == "AWS::CloudWatch::Alarm"]:
+        del t["Resources"][n]
+    broken.append(("failure queues without alarms", t))
+    t = copy.deepcopy(template)
+    del t["Resources"]["OrganizationsAccountCreatedRule"]["Properties"]["Targets"][0]["DeadLetterConfig"]
+    broken.append(("an EventBridge target without a dead-letter queue", t))
     base = len(check(template))
     failed = [what for what, t in broken if len(check(t)) <= base]
     if failed:
