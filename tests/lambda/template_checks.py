@@ -26,6 +26,9 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
    SNS) has an SQS OnFailure destination (after Lambda's own retries) with an alarm on the
    queue's depth that notifies someone (AlarmActions), and every EventBridge route to it has a
    DeadLetterConfig (events EventBridge could not deliver after its retry policy).
+10. The optional service control policy (TrailGuardPolicy, management half, attached to the
+   TrailGuardTargets, off when empty) is tests/lambda/trail-guard-scp.json, the policy that
+   shared/tests/trail_guard.rs evaluates with iam-rs.
 """
 
 import json
@@ -60,6 +63,7 @@ IMPLICIT = {
 # Roles of this template that a function assumes (not its execution role), and the list of its
 # crate that names the calls made through them.
 ASSUMED_ROLES = {"AuditReaderRole": ("org-auditor", "ARCHIVE_READER_CALLS")}
+TRAIL_GUARD_SCP = ROOT / "tests" / "lambda" / "trail-guard-scp.json"
 DIGEST_RULE_PATTERN = ROOT / "tests" / "lambda" / "digest-rule-pattern.json"
 MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
@@ -278,6 +282,31 @@ def lose_nothing(template) -> list[str]:
     return errors
 
 
+def trail_guard(template) -> list[str]:
+    r = template["Resources"].get("TrailGuardPolicy")
+    if r is None or r.get("Type") != "AWS::Organizations::Policy":
+        return ["TrailGuardPolicy: no AWS::Organizations::Policy: nothing prevents a member admin from "
+                "stopping, deleting or diverting the trail"]
+    errors, props = [], r.get("Properties", {})
+    if r.get("Condition") != "GuardsTrail":
+        errors.append("TrailGuardPolicy: must have Condition GuardsTrail (management half, TrailGuardTargets set)")
+    if props.get("Type") != "SERVICE_CONTROL_POLICY":
+        errors.append("TrailGuardPolicy: Type must be SERVICE_CONTROL_POLICY")
+    if props.get("TargetIds") != {"Ref": "TrailGuardTargets"}:
+        errors.append("TrailGuardPolicy: TargetIds must be !Ref TrailGuardTargets")
+    content = props.get("Content")
+    text = content.get("Fn::Sub") if isinstance(content, dict) else None
+    try:
+        same = isinstance(text, str) and json.loads(text) == json.loads(TRAIL_GUARD_SCP.read_text())
+    except ValueError as e:
+        same = False
+        errors.append(f"TrailGuardPolicy: Content is not JSON: {e}")
+    if not same:
+        errors.append(f"TrailGuardPolicy: Content must be !Sub of {TRAIL_GUARD_SCP.relative_to(ROOT)}, "
+                      "the policy shared/tests/trail_guard.rs evaluates")
+    return errors
+
+
 def check(template) -> list[str]:
     errors = []
     res = template["Resources"]
@@ -356,6 +385,7 @@ def check(template) -> list[str]:
     errors.extend(least_privilege(template))
     errors.extend(digest_rule(template))
     errors.extend(lose_nothing(template))
+    errors.extend(trail_guard(template))
     return errors
 
 
