@@ -114,7 +114,11 @@ fn other_trails_and_harmless_calls_are_left_alone() {
             trail("us-east-1", "team-trail"),
             trail("us-east-1", &format!("{TRAIL}-2")),
         ] {
-            assert_eq!(decide(&admin, action, &other), Decision::Allow, "{action} {other}");
+            assert_eq!(
+                decide(&admin, action, &other),
+                Decision::Allow,
+                "{action} {other}"
+            );
         }
     }
     let ours = trail("us-east-1", TRAIL);
