@@ -9,6 +9,7 @@ pub mod config;
 pub mod consolidate;
 pub mod digest;
 pub mod events;
+pub mod freshness;
 pub mod gzip;
 pub mod keys;
 pub mod onboard;

@@ -300,7 +300,10 @@ async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_findin
     // Six hours of history up to ten minutes ago, in two regions, as the trail delivers it.
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::minutes(6 * 60 + 10);
-    let key = TestKey::generate(now - chrono::Duration::days(2), now + chrono::Duration::days(30));
+    let key = TestKey::generate(
+        now - chrono::Duration::days(2),
+        now + chrono::Duration::days(30),
+    );
     let mut histories = Vec::new();
     for (seed, region) in [(1, "us-east-1"), (2, "eu-west-1")] {
         let mut layout = TrailLayout::new(&bucket, account.as_str(), region);
@@ -356,11 +359,16 @@ async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_findin
     assert_eq!(alerts.len(), 1, "{alerts:#?}\n{result:#}");
     let (subject, message) = &alerts[0];
     assert!(
-        subject.starts_with(&format!("trailkeeper: account {account} region eu-west-1: ")),
+        subject.starts_with(&format!(
+            "trailkeeper: account {account} region eu-west-1: "
+        )),
         "{subject}"
     );
     assert!(message.contains(survivor), "{message}");
-    assert!(message.contains("3h1"), "the age of the newest digest: {message}");
+    assert!(
+        message.contains("3h1"),
+        "the age of the newest digest: {message}"
+    );
     assert!(
         message.contains(&format!(
             "trailkeeper audit --account {account} --freshness"
@@ -409,5 +417,8 @@ async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_findin
         findings[0].starts_with(&format!("account {account} region eu-west-1: ")),
         "{findings:?}"
     );
-    assert!(message.contains(findings[0]), "the alert says what the audit says");
+    assert!(
+        message.contains(findings[0]),
+        "the alert says what the audit says"
+    );
 }

@@ -206,7 +206,10 @@ mod tests {
         let Invocation::Ignored(why) = parse(&eb).unwrap() else {
             panic!("a CopyObject event was taken for a delivery")
         };
-        assert!(why.contains("CopyObject") && why.contains(SAMPLE_KEY), "{why}");
+        assert!(
+            why.contains("CopyObject") && why.contains(SAMPLE_KEY),
+            "{why}"
+        );
         eb["detail"]["reason"] = "PutObject".into();
         assert!(matches!(parse(&eb).unwrap(), Invocation::Objects(o) if o.len() == 1));
         let mut s3 = sample("s3-object-created.json");
