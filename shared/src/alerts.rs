@@ -138,8 +138,9 @@ impl Alert {
             let message = format!(
                 "trailkeeper's hourly freshness check found that the CloudTrail history of account {account}, region {region}, is no longer fed:\n\n  - {finding}\n\n\
                  The trail may have stopped or been diverted, its bucket or key policy may refuse it, or the newest digests and logs were deleted.\n\n\
-                 Reproduce with:\n  trailkeeper audit --account {account} --freshness\n  trailkeeper validate --account {account} --region {region}{since}\n",
+                 Reproduce with:\n  trailkeeper audit --account {account} --freshness\n  trailkeeper validate {location} --account {account} --region {region}{since}\n",
                 region = s.region,
+                location = watch.validate_args(),
             );
             alerts.push(Self { subject, message });
         }

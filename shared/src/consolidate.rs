@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::digest::key::{DigestKey, is_log_key, logs_root};
 use crate::gzip::Sha256Sink;
+use crate::retire::{Inventory, Version};
 use crate::store::{Fetched, ObjectRef, Store, StoreError, describe_sdk_error, error_chain};
 
 /// Where manifests go under the target prefix: CloudTrail only ever writes under `AWSLogs/`.
@@ -118,108 +119,6 @@ impl Location {
             "{VERSIONS_DIR}{}/{version_id}/{}",
             source.bucket, source.key
         ))
-    }
-}
-
-/// One version (or delete marker) of an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    pub key: String,
-    /// `null` for objects written while versioning was off.
-    pub version_id: String,
-    pub etag: Option<String>,
-    pub size: u64,
-    pub last_modified: Option<DateTime<Utc>>,
-}
-
-/// Every version of the objects under a prefix of a bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inventory {
-    /// The current version of each object.
-    pub current: Vec<Version>,
-    pub noncurrent: Vec<Version>,
-    pub delete_markers: Vec<Version>,
-}
-
-impl Inventory {
-    /// Every version and delete marker, as `DeleteObjects` names them.
-    pub fn all(&self) -> impl Iterator<Item = &Version> {
-        self.current
-            .iter()
-            .chain(&self.noncurrent)
-            .chain(&self.delete_markers)
-    }
-
-    pub fn versions(&self) -> usize {
-        self.current.len() + self.noncurrent.len() + self.delete_markers.len()
-    }
-
-    /// Lists every version and delete marker under `prefix` (`ListObjectVersions`); None when
-    /// the bucket does not exist.
-    pub async fn list(
-        s3: &aws_sdk_s3::Client,
-        bucket: &str,
-        prefix: &str,
-    ) -> Result<Option<Self>, StoreError> {
-        let mut inventory = Self::default();
-        let failed = |message: String| StoreError::List {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-            message,
-        };
-        let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
-            t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        };
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = match s3
-                .list_object_versions()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.clone())
-                .set_version_id_marker(version_marker.clone())
-                .send()
-                .await
-            {
-                Ok(page) => page,
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(None),
-                Err(e) => return Err(failed(describe_sdk_error(&e))),
-            };
-            for v in page.versions() {
-                let version = Version {
-                    key: v.key().unwrap_or_default().to_string(),
-                    version_id: v.version_id().unwrap_or("null").to_string(),
-                    etag: v.e_tag().map(str::to_string),
-                    size: v.size().unwrap_or_default().max(0) as u64,
-                    last_modified: time(v.last_modified()),
-                };
-                if v.is_latest() == Some(true) {
-                    inventory.current.push(version);
-                } else {
-                    inventory.noncurrent.push(version);
-                }
-            }
-            for m in page.delete_markers() {
-                inventory.delete_markers.push(Version {
-                    key: m.key().unwrap_or_default().to_string(),
-                    version_id: m.version_id().unwrap_or("null").to_string(),
-                    etag: None,
-                    size: 0,
-                    last_modified: time(m.last_modified()),
-                });
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(Some(inventory));
-            }
-            let next = (
-                page.next_key_marker().map(str::to_string),
-                page.next_version_id_marker().map(str::to_string),
-            );
-            if next.0.is_none() || next == (key_marker.clone(), version_marker.clone()) {
-                return Err(failed("a truncated page without a new marker".into()));
-            }
-            (key_marker, version_marker) = next;
-        }
     }
 }
 

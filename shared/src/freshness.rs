@@ -64,6 +64,14 @@ impl Watch {
         }
     }
 
+    /// `--bucket B [--prefix P]`: where it watches, as `trailkeeper validate` takes it.
+    pub fn validate_args(&self) -> String {
+        match &self.prefix {
+            Some(p) => format!("--bucket {} --prefix {p}", self.bucket),
+            None => format!("--bucket {}", self.bucket),
+        }
+    }
+
     /// How far back a newest digest is looked for: beyond that, the stream is stale anyway.
     fn window(&self) -> Duration {
         self.max_age + Duration::days(1)
