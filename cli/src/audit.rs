@@ -17,7 +17,9 @@ use serde_json::json;
 
 use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
+use trailkeeper::freshness::{Watch, age_text};
 use trailkeeper::onboard::OnboardConfig;
+use trailkeeper::store::{Store, s3_client};
 use trailkeeper::trail::{Backoff, RoleName};
 
 use crate::OrgSetup;
@@ -39,6 +41,15 @@ pub struct AuditArgs {
     /// Accounts audited at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Also check that each account's digests keep arriving: every region's newest digest in
+    /// the central bucket must be at most --max-digest-age old (listed through
+    /// --archive-role-arn, which then needs s3:ListBucket).
+    #[arg(long, conflicts_with = "archive")]
+    pub freshness: bool,
+    /// With --freshness: the age, in minutes, past which a region's newest digest is stale.
+    #[arg(long, value_name = "MINUTES", default_value_t = 120, requires = "freshness",
+          value_parser = clap::value_parser!(i64).range(60..=10_080))]
+    pub max_digest_age: i64,
     /// Audit the log archive instead: who can reach the central bucket, who can assume the
     /// log-archive account's member role, and the bucket's protections.
     #[arg(long)]
@@ -130,9 +141,23 @@ async fn audit(
     )
     .await?;
     let audit_role = RoleName::new(&args.audit_role).map_err(|e| format!("--audit-role: {e}"))?;
-    Auditor::new(aws, &archive, config, audit_role, backoff, caller)
-        .audit_all(accounts, args.concurrency)
-        .await
+    let watch = args.freshness.then(|| {
+        let d = &config.destination;
+        Watch::new(
+            Store::new(s3_client(&archive)),
+            d.bucket.as_str(),
+            d.prefix.as_ref().map(|p| p.as_str()),
+            config.trail_name.as_str(),
+            chrono::Duration::minutes(args.max_digest_age),
+        )
+    });
+    let auditor = Auditor::new(aws, &archive, config, audit_role, backoff, caller);
+    match watch {
+        Some(w) => auditor.with_freshness(w),
+        None => auditor,
+    }
+    .audit_all(accounts, args.concurrency)
+    .await
 }
 
 fn yes(b: bool) -> &'static str {
@@ -188,6 +213,18 @@ fn write_table(out: &mut dyn Write, audits: &[AccountAudit], central: &str) {
                 yes(a.covered())
             }
         );
+    }
+    for a in audits {
+        for s in a.streams.iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{}: region {:<14} newest digest {:>7} old  {}",
+                a.account,
+                s.region,
+                s.age_seconds.map_or("-".to_string(), age_text),
+                if s.stale { "STALE" } else { "fresh" }
+            );
+        }
     }
     for a in audits {
         for f in &a.findings {

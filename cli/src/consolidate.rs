@@ -59,6 +59,12 @@ pub struct ConsolidateArgs {
     /// List and compare only: copy nothing, write no manifest.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also copy every earlier state (noncurrent version) of the CloudTrail objects, by version
+    /// id, to [PREFIX/]trailkeeper-versions/<old bucket>/<version id>/<key>, and record every
+    /// delete marker in the manifest: `trailkeeper retire` needs them when the old bucket is
+    /// versioned.
+    #[arg(long)]
+    pub all_versions: bool,
     /// Objects copied at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -92,6 +98,7 @@ pub async fn run(args: ConsolidateArgs, out: &mut dyn Write, err: &mut dyn Write
         Options {
             storage_class: args.storage_class.map(Class::storage_class),
             dry_run: args.dry_run,
+            all_versions: args.all_versions,
             concurrency: args.concurrency,
             ..Options::default()
         },
@@ -162,6 +169,7 @@ pub async fn run(args: ConsolidateArgs, out: &mut dyn Write, err: &mut dyn Write
                 "failed": report.failed.len(),
                 "bytes_copied": report.bytes_copied,
                 "not_cloudtrail": report.not_cloudtrail,
+                "delete_markers": report.delete_markers,
                 "manifest": report.manifest.as_ref().map(|m| m.to_string()),
                 "seconds": (seconds * 1000.0).round() / 1000.0,
             });
@@ -189,6 +197,13 @@ fn write_text_summary(out: &mut dyn Write, r: &Report, target: &Location, second
         r.bytes_copied as f64 / 1e6,
         r.not_cloudtrail
     );
+    if r.delete_markers > 0 {
+        let _ = writeln!(
+            out,
+            "{} delete markers recorded in the manifest",
+            r.delete_markers
+        );
+    }
     if let Some(m) = &r.manifest {
         let prefix = target.prefix.trim_end_matches('/');
         let _ = writeln!(out, "manifest: {m}");

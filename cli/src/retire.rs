@@ -14,7 +14,9 @@ use serde_json::json;
 use trailkeeper::consolidate::Location;
 use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::policy::TrailArn;
-use trailkeeper::retire::{Plan, Retired, Retirer, TrailState, TrailTarget, Unverified};
+use trailkeeper::retire::{
+    Plan, Retired, Retirer, TrailState, TrailTarget, Unverified, ValidationReport,
+};
 use trailkeeper::store::s3_client;
 use trailkeeper::trail::Backoff;
 
@@ -29,6 +31,10 @@ pub struct RetireArgs {
     /// A trail that writes to the old bucket, to stop and delete first (repeatable).
     #[arg(long = "trail", value_name = "ARN")]
     pub trails: Vec<String>,
+    /// What `trailkeeper validate --manifest … --format json` printed for the copied history
+    /// (a file); retire requires it clean and judging every copied log and digest.
+    #[arg(long, value_name = "FILE")]
+    pub validation: Option<String>,
     /// Carry out the plan; without it, the plan is printed and nothing is changed.
     #[arg(long)]
     pub yes: bool,
@@ -123,9 +129,17 @@ async fn retire(
             .map_err(|e| e.to_string())?,
         );
     }
+    let validation = match &args.validation {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("--validation {path}: {e}"))?;
+            Some(ValidationReport::parse(path, &text).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let retirer = Retirer::new(s3_client(aws), args.concurrency);
     let plan = retirer
-        .plan(&old.bucket, &central, &trails)
+        .plan(&old.bucket, &central, &trails, validation.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     write_plan(out, args.format, &plan, args.yes);
@@ -137,9 +151,14 @@ async fn retire(
             None,
             "refused",
             &format!(
-                "REFUSED: {} object(s) of s3://{} without a verified copy; nothing was changed",
+                "REFUSED: {} object(s) of s3://{} without a verified copy{}; nothing was changed",
                 plan.unverified.len(),
-                plan.bucket
+                plan.bucket,
+                match plan.validation_problems.first() {
+                    Some(p) if p.status == "missing" => ", and no validation of the copied history",
+                    Some(_) => ", and the validation of the copied history is not clean",
+                    None => "",
+                }
             ),
         );
         return Ok(1);
@@ -239,8 +258,21 @@ fn unverified_lines(out: &mut dyn Write, format: Format, objects: &[Unverified],
         line(
             out,
             format,
-            json!({"type": "object", "status": status, "bucket": u.object.bucket, "key": u.object.key, "reason": u.reason}),
-            || format!("{} {}  ({})", status.to_uppercase(), u.object, u.reason),
+            json!({"type": "object", "status": status, "bucket": u.object.bucket, "key": u.object.key,
+                   "version_id": u.version_id, "reason": u.reason}),
+            || {
+                let version = u
+                    .version_id
+                    .as_ref()
+                    .map(|v| format!(" version {v}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}{version}  ({})",
+                    status.to_uppercase(),
+                    u.object,
+                    u.reason
+                )
+            },
         );
     }
 }
@@ -316,6 +348,14 @@ fn write_plan(out: &mut dyn Write, format: Format, plan: &Plan, yes: bool) {
         ),
     }
     unverified_lines(out, format, &plan.unverified, "unverified");
+    for p in &plan.validation_problems {
+        line(
+            out,
+            format,
+            json!({"type": "validation", "status": p.status, "reason": p.reason}),
+            || format!("VALIDATION {}  ({})", p.status.to_uppercase(), p.reason),
+        );
+    }
 }
 
 fn summary(
@@ -335,6 +375,8 @@ fn summary(
         "current_objects": plan.inventory.as_ref().map_or(0, |i| i.current.len()),
         "verified": plan.verified.len(),
         "unverified": plan.unverified.len(),
+        "validation": plan.validation,
+        "validation_problems": plan.validation_problems.len(),
         "landed": retired.map_or(0, |r| r.landed.len()),
         "trails_deleted": retired.map_or(0, |r| r.trails_deleted.len()),
         "versions_deleted": retired.map_or(0, |r| r.deleted),

@@ -159,6 +159,62 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// The hourly freshness check's alerts for one account (`crate::freshness`): one per stale
+    /// stream, naming its region, and one for a trail that is not logging or reports a failed
+    /// delivery; none when every stream is fed.
+    pub fn for_freshness(
+        audit: &crate::audit::AccountAudit,
+        watch: &crate::freshness::Watch,
+    ) -> Vec<Self> {
+        let account = audit.account;
+        let mut alerts = Vec::new();
+        for s in audit.streams.iter().flatten().filter(|s| s.stale) {
+            let what = match s.age_seconds {
+                Some(age) => format!("no digest for {}", crate::freshness::age_text(age)),
+                None => "no digest".to_string(),
+            };
+            let mut subject = format!("trailkeeper: account {account} region {}: {what}", s.region);
+            subject.truncate(100);
+            let finding = watch
+                .findings(account.as_str(), std::slice::from_ref(s))
+                .join("\n  - ");
+            let since = s
+                .newest_end
+                .map(|t| format!(" --start {}", format_time(t)))
+                .unwrap_or_default();
+            let message = format!(
+                "trailkeeper's hourly freshness check found that the CloudTrail history of account {account}, region {region}, is no longer fed:\n\n  - {finding}\n\n\
+                 The trail may have stopped or been diverted, its bucket or key policy may refuse it, or the newest digests and logs were deleted.\n\n\
+                 Reproduce with:\n  trailkeeper audit --account {account} --freshness\n  trailkeeper validate {location} --account {account} --region {region}{since}\n",
+                region = s.region,
+                location = watch.validate_args(),
+            );
+            alerts.push(Self { subject, message });
+        }
+        if let Some(t) = &audit.trail {
+            let findings = t.status_findings();
+            if !findings.is_empty() {
+                let mut subject = format!(
+                    "trailkeeper: account {account}: the trail is not logging or delivering"
+                );
+                subject.truncate(100);
+                let mut message = format!(
+                    "trailkeeper's hourly freshness check found, in GetTrailStatus of account {account}:\n\n"
+                );
+                for f in findings {
+                    message.push_str(&format!("  - {f}\n"));
+                }
+                message.push_str(&format!(
+                    "\nReproduce with:\n  trailkeeper audit --account {account} --freshness\nRepair with:\n  trailkeeper onboard --account {account}\n"
+                ));
+                alerts.push(Self { subject, message });
+            }
+        }
+        alerts
+    }
+}
+
 /// An SNS topic for alerts.
 pub struct AlertTopic {
     sns: aws_sdk_sns::Client,

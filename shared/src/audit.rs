@@ -5,7 +5,8 @@
 //! It reads only: `DescribeTrails` and `GetTrailStatus` as each account, through the read-only
 //! audit role (templates/audit-member-role.yaml, which allows exactly [`CALLS`]; never the
 //! administrator member role the trail-enabler uses), and the policies from the log-archive
-//! side.
+//! side. With a freshness [`Watch`] it also lists each account's newest digests
+//! (`crate::freshness`).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::{self, ConfigError};
 use crate::events::AccountId;
+use crate::freshness::{StreamAge, Watch};
 use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
 use crate::store::describe_sdk_error;
 use crate::trail::{Drift, ObservedTrail, RoleName, TrailEnabler};
@@ -51,6 +53,27 @@ pub struct TrailState {
     pub latest_digest_error: Option<String>,
     /// The settings that are not what the spec says (bucket, prefix, multi-region, …).
     pub drift: Vec<Drift>,
+    /// When logging last started (`GetTrailStatus.StartLoggingTime`).
+    pub started_logging: Option<DateTime<Utc>>,
+}
+
+impl TrailState {
+    /// What `GetTrailStatus` says is wrong: not logging, a failed log or digest delivery.
+    pub fn status_findings(&self) -> Vec<String> {
+        let mut findings = Vec::new();
+        if !self.logging {
+            findings.push(format!("trail {} is not logging", self.arn));
+        }
+        for (what, e) in [
+            ("log delivery", &self.latest_delivery_error),
+            ("digest delivery", &self.latest_digest_error),
+        ] {
+            if let Some(e) = e {
+                findings.push(format!("trail {}: latest {what} failed: {e}", self.arn));
+            }
+        }
+        findings
+    }
 }
 
 /// A trail that is not trailkeeper's: history to consolidate, then a trail to retire.
@@ -87,6 +110,9 @@ pub struct AccountAudit {
     pub findings: Vec<String>,
     /// Why the account could not be audited (role, throttling, permissions); not a verdict.
     pub error: Option<String>,
+    /// With the freshness watch: each region's newest digest; stale ones are findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<Vec<StreamAge>>,
 }
 
 impl AccountAudit {
@@ -101,17 +127,7 @@ impl AccountAudit {
             None => findings.push(format!("no trail {trail_arn}")),
             Some(t) => {
                 findings.extend(t.drift.iter().map(|d| format!("trail {}: {d}", t.arn)));
-                if !t.logging {
-                    findings.push(format!("trail {} is not logging", t.arn));
-                }
-                for (what, e) in [
-                    ("log delivery", &t.latest_delivery_error),
-                    ("digest delivery", &t.latest_digest_error),
-                ] {
-                    if let Some(e) = e {
-                        findings.push(format!("trail {}: latest {what} failed: {e}", t.arn));
-                    }
-                }
+                findings.extend(t.status_findings());
             }
         }
         for (policy, admitted) in &self.admitted {
@@ -166,6 +182,8 @@ pub struct Auditor {
     policies: PolicyUpdater,
     /// The caller's own account: audited with its own credentials, as no member role exists.
     caller: Option<AccountId>,
+    /// Also judge whether each account's digests keep arriving.
+    watch: Option<Watch>,
 }
 
 impl Auditor {
@@ -189,12 +207,19 @@ impl Auditor {
             ),
             config,
             caller,
+            watch: None,
         }
     }
 
     /// With another STS client (tests with mocks).
     pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
         self.trails = self.trails.with_sts(sts);
+        self
+    }
+
+    /// Also lists each audited account's newest digests, and reports stale streams.
+    pub fn with_freshness(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
         self
     }
 
@@ -246,6 +271,7 @@ impl Auditor {
             other_trails: Vec::new(),
             findings: Vec::new(),
             error: None,
+            streams: None,
         };
         let grant = self.config.grant(account);
         for (target, text) in policies {
@@ -264,6 +290,21 @@ impl Auditor {
             return audit;
         }
         audit.judge(&self.trails.spec.trail_arn(account).to_string());
+        if let (Some(watch), Some(trail)) = (&self.watch, &audit.trail) {
+            let home = self.trails.spec.home_region.as_str();
+            let listed = watch
+                .streams(account.as_str(), home, trail.started_logging, Utc::now())
+                .await;
+            match listed {
+                Ok(streams) => {
+                    audit
+                        .findings
+                        .extend(watch.findings(account.as_str(), &streams));
+                    audit.streams = Some(streams);
+                }
+                Err(e) => audit.error = Some(format!("account {account}: the newest digests: {e}")),
+            }
+        }
         audit
     }
 
@@ -323,6 +364,7 @@ impl Auditor {
                 latest_delivery_error: text(status.latest_delivery_error()),
                 latest_digest_error: text(status.latest_digest_delivery_error()),
                 drift: spec.drift(&observed),
+                started_logging: time(status.start_logging_time()),
             });
         }
         audit.other_trails.sort_by(|a, b| a.arn.cmp(&b.arn));
@@ -342,6 +384,7 @@ mod tests {
             other_trails: Vec::new(),
             findings: Vec::new(),
             error: None,
+            streams: None,
         };
         a.judge("arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper");
         a
@@ -358,6 +401,7 @@ mod tests {
             latest_delivery_error: None,
             latest_digest_error: None,
             drift: Vec::new(),
+            started_logging: None,
         }
     }
 

@@ -7,6 +7,13 @@
 //! central bucket's owner. A copy already there with the same size, metadata and checksum is
 //! skipped; one that differs is never overwritten. Nothing is ever deleted, at the source or at
 //! the target.
+//!
+//! With `all_versions`, the earlier states of those objects (noncurrent versions: an overwritten
+//! log's original exists only as one) are copied too, keyed by version id under
+//! `[prefix/]trailkeeper-versions/<source bucket>/<version id>/<source key>`, outside `AWSLogs/`
+//! so that no validator, digest rule or Athena table takes them for deliveries; delete markers,
+//! which have no bytes, are recorded in the manifest. `trailkeeper retire` deletes no earlier
+//! state that has no such copy.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,10 +33,13 @@ use tokio::sync::mpsc;
 
 use crate::digest::key::{DigestKey, is_log_key, logs_root};
 use crate::gzip::Sha256Sink;
+use crate::retire::{Inventory, Version};
 use crate::store::{Fetched, ObjectRef, Store, StoreError, describe_sdk_error, error_chain};
 
 /// Where manifests go under the target prefix: CloudTrail only ever writes under `AWSLogs/`.
 pub const MANIFEST_DIR: &str = "trailkeeper/relocations/";
+/// Where `--all-versions` keeps earlier states under the target prefix (see the module doc).
+pub const VERSIONS_DIR: &str = "trailkeeper-versions/";
 /// The largest object `CopyObject` copies in one request (5 GiB).
 pub const COPY_OBJECT_LIMIT: u64 = 5 << 30;
 /// The smallest part S3 accepts, but for the last.
@@ -102,6 +112,14 @@ impl Location {
     pub fn object(&self, relative: &str) -> ObjectRef {
         ObjectRef::new(&self.bucket, format!("{}{relative}", self.prefix))
     }
+
+    /// Where the copy of one earlier state (version `version_id` of `source`) goes.
+    pub fn version_object(&self, source: &ObjectRef, version_id: &str) -> ObjectRef {
+        self.object(&format!(
+            "{VERSIONS_DIR}{}/{version_id}/{}",
+            source.bucket, source.key
+        ))
+    }
 }
 
 impl fmt::Display for Location {
@@ -115,6 +133,22 @@ impl fmt::Display for Location {
 pub enum Kind {
     Log,
     Digest,
+    /// A delete marker over a CloudTrail log or digest (`--all-versions`): no bytes to copy, the
+    /// manifest line is its record.
+    DeleteMarker,
+}
+
+impl Kind {
+    /// A log or a digest, by its key; None for anything else.
+    pub fn of_key(key: &str) -> Option<Self> {
+        if DigestKey::parse(key).is_ok() {
+            Some(Self::Digest)
+        } else if is_log_key(key) {
+            Some(Self::Log)
+        } else {
+            None
+        }
+    }
 }
 
 /// How to copy.
@@ -126,6 +160,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Objects copied at once.
     pub concurrency: usize,
+    /// Also copy every earlier state (noncurrent version) and record every delete marker.
+    pub all_versions: bool,
     /// Objects larger than this are copied in parts.
     pub multipart_threshold: u64,
     /// The part size of multipart copies (raised when an object would need more than 10,000).
@@ -138,6 +174,7 @@ impl Default for Options {
             storage_class: None,
             dry_run: false,
             concurrency: 32,
+            all_versions: false,
             multipart_threshold: COPY_OBJECT_LIMIT,
             part_size: 512 << 20,
         }
@@ -149,8 +186,20 @@ impl Default for Options {
 pub struct Planned {
     pub kind: Kind,
     pub source: ObjectRef,
+    /// The source's version, for an earlier state; None: its current version.
+    pub source_version: Option<String>,
     pub target: ObjectRef,
     pub size: u64,
+}
+
+/// What a run will look at.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub objects: Vec<Planned>,
+    /// Delete markers over CloudTrail objects, recorded as they are (`all_versions`).
+    pub delete_markers: Vec<Relocated>,
+    /// Objects under `AWSLogs/` that are not CloudTrail logs or digests.
+    pub not_cloudtrail: u64,
 }
 
 /// What happened to one object.
@@ -173,8 +222,16 @@ pub struct Relocated {
     pub bucket: String,
     pub key: String,
     pub size: u64,
-    /// How the copy was verified: `crc32:…`, `crc64nvme:…`, `md5:…` (ETag) or `sha256:…`.
+    /// How the copy was verified: `crc32:…`, `crc64nvme:…`, `md5:…` (ETag) or `sha256:…`;
+    /// `none` for a delete marker.
     pub checksum: String,
+    /// The version of the source that was copied, for an earlier state (`--all-versions`);
+    /// absent for a current object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version_id: Option<String>,
+    /// When that version or delete marker was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// What the run sends as it goes.
@@ -195,6 +252,8 @@ pub struct Report {
     pub bytes_copied: u64,
     /// Objects under `AWSLogs/` that are not CloudTrail logs or digests (Config, ELB, …).
     pub not_cloudtrail: u64,
+    /// Delete markers over CloudTrail objects recorded in the manifest (`--all-versions`).
+    pub delete_markers: u64,
     /// Every object that could not be copied or verified, and why.
     pub failed: Vec<(ObjectRef, String)>,
     /// The manifest's location (not for a dry run).
@@ -241,8 +300,9 @@ impl Manifest {
     }
 }
 
-/// The S3 `x-amz-copy-source` of an object: bucket and URL-encoded key.
-fn copy_source(o: &ObjectRef) -> String {
+/// The S3 `x-amz-copy-source` of an object (or of one version of it): bucket and URL-encoded
+/// key.
+fn copy_source(o: &ObjectRef, version: Option<&str>) -> String {
     let mut s = format!("{}/", o.bucket);
     for b in o.key.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
@@ -251,7 +311,23 @@ fn copy_source(o: &ObjectRef) -> String {
             s.push_str(&format!("%{b:02X}"));
         }
     }
+    if let Some(v) = version {
+        s.push_str("?versionId=");
+        s.push_str(
+            &v.replace('+', "%2B")
+                .replace('=', "%3D")
+                .replace('/', "%2F"),
+        );
+    }
     s
+}
+
+/// An object, or one version of it, as messages name it.
+pub fn versioned(o: &ObjectRef, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{o} (version {v})"),
+        None => o.to_string(),
+    }
 }
 
 /// The object's full-object checksum, if S3 keeps one (a multipart object's composite
@@ -309,14 +385,14 @@ impl Consolidator {
         }
     }
 
-    /// Lists every CloudTrail log and digest of the sources and where each goes.
+    /// Lists every CloudTrail log and digest of the sources and where each goes (with
+    /// `all_versions`, also every earlier state, and the delete markers to record).
     pub async fn plan(
         &self,
         sources: &[Location],
         target: &Location,
-    ) -> Result<(Vec<Planned>, u64), ConsolidateError> {
-        let mut plan = Vec::new();
-        let mut not_cloudtrail = 0;
+    ) -> Result<Plan, ConsolidateError> {
+        let mut plan = Plan::default();
         let mut seen: HashMap<String, ObjectRef> = HashMap::new();
         for source in sources {
             if source == target {
@@ -324,25 +400,43 @@ impl Consolidator {
                     "{source} is the target itself"
                 )));
             }
-            let listing = self
-                .store
-                .list(&source.bucket, &source.logs_root(), None, None, None)
-                .await?;
-            for (key, size) in listing.keys.into_iter().zip(listing.sizes) {
-                let kind = if DigestKey::parse(&key).is_ok() {
-                    Kind::Digest
-                } else if is_log_key(&key) {
-                    Kind::Log
-                } else {
-                    not_cloudtrail += 1;
+            let root = source.logs_root();
+            let inventory = if self.options.all_versions {
+                Inventory::list(&self.s3, &source.bucket, &root)
+                    .await?
+                    .unwrap_or_default()
+            } else {
+                let listing = self
+                    .store
+                    .list(&source.bucket, &root, None, None, None)
+                    .await?;
+                Inventory {
+                    current: listing
+                        .keys
+                        .into_iter()
+                        .zip(listing.sizes)
+                        .map(|(key, size)| Version {
+                            key,
+                            version_id: String::new(),
+                            etag: None,
+                            size,
+                            last_modified: None,
+                        })
+                        .collect(),
+                    ..Inventory::default()
+                }
+            };
+            for v in &inventory.current {
+                let Some(kind) = Kind::of_key(&v.key) else {
+                    plan.not_cloudtrail += 1;
                     continue;
                 };
-                let Some(relative) = source.relative(&key) else {
+                let Some(relative) = source.relative(&v.key) else {
                     continue;
                 };
                 let target_object = target.object(relative);
-                let source_object = ObjectRef::new(&source.bucket, &key);
-                if source.bucket == target.bucket && target_object.key == key {
+                let source_object = ObjectRef::new(&source.bucket, &v.key);
+                if source.bucket == target.bucket && target_object.key == v.key {
                     continue;
                 }
                 if let Some(first) = seen.get(&target_object.key) {
@@ -352,17 +446,49 @@ impl Consolidator {
                     )));
                 }
                 seen.insert(target_object.key.clone(), source_object.clone());
-                plan.push(Planned {
+                plan.objects.push(Planned {
                     kind,
                     source: source_object,
+                    source_version: None,
                     target: target_object,
-                    size,
+                    size: v.size,
+                });
+            }
+            // Earlier states are keyed by source bucket and version id: they cannot collide.
+            for v in &inventory.noncurrent {
+                let Some(kind) = Kind::of_key(&v.key) else {
+                    continue;
+                };
+                let source_object = ObjectRef::new(&source.bucket, &v.key);
+                plan.objects.push(Planned {
+                    kind,
+                    target: target.version_object(&source_object, &v.version_id),
+                    source: source_object,
+                    source_version: Some(v.version_id.clone()),
+                    size: v.size,
+                });
+            }
+            for m in &inventory.delete_markers {
+                if Kind::of_key(&m.key).is_none() {
+                    continue;
+                }
+                let source_object = ObjectRef::new(&source.bucket, &m.key);
+                let at = target.version_object(&source_object, &m.version_id);
+                plan.delete_markers.push(Relocated {
+                    kind: Kind::DeleteMarker,
+                    source_bucket: source.bucket.clone(),
+                    source_key: m.key.clone(),
+                    bucket: at.bucket,
+                    key: at.key,
+                    size: 0,
+                    checksum: "none".into(),
+                    source_version_id: Some(m.version_id.clone()),
+                    last_modified: m.last_modified,
                 });
             }
         }
-        Ok((plan, not_cloudtrail))
+        Ok(plan)
     }
-
     /// Copies, verifies and records every planned object; the manifest is written at the end
     /// (not for a dry run). Only a failure to list a source, or to write the manifest, is an
     /// error; each object that fails is in the report, by name, and the others go on.
@@ -373,19 +499,20 @@ impl Consolidator {
         progress: mpsc::Sender<Progress>,
     ) -> Result<Report, ConsolidateError> {
         let started = Utc::now();
-        let (plan, not_cloudtrail) = self.plan(sources, target).await?;
+        let plan = self.plan(sources, target).await?;
         let _ = progress
             .send(Progress::Listed {
-                objects: plan.len() as u64,
-                bytes: plan.iter().map(|p| p.size).sum(),
+                objects: plan.objects.len() as u64,
+                bytes: plan.objects.iter().map(|p| p.size).sum(),
             })
             .await;
         let mut report = Report {
-            not_cloudtrail,
+            not_cloudtrail: plan.not_cloudtrail,
+            delete_markers: plan.delete_markers.len() as u64,
             ..Report::default()
         };
-        let mut relocated: Vec<Relocated> = Vec::new();
-        let mut results = stream::iter(plan)
+        let mut relocated: Vec<Relocated> = plan.delete_markers;
+        let mut results = stream::iter(plan.objects)
             .map(|planned| async move {
                 let (outcome, record) = self.relocate(&planned).await;
                 (planned, outcome, record)
@@ -414,12 +541,18 @@ impl Consolidator {
         Ok(report)
     }
 
-    async fn head(&self, o: &ObjectRef) -> Result<Option<HeadObjectOutput>, String> {
+    /// `HeadObject` of the current version, or of `version`.
+    async fn head(
+        &self,
+        o: &ObjectRef,
+        version: Option<&str>,
+    ) -> Result<Option<HeadObjectOutput>, String> {
         match self
             .s3
             .head_object()
             .bucket(&o.bucket)
             .key(&o.key)
+            .set_version_id(version.map(str::to_string))
             .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
@@ -428,7 +561,11 @@ impl Consolidator {
             Err(SdkError::ServiceError(e)) if matches!(e.err(), HeadObjectError::NotFound(_)) => {
                 Ok(None)
             }
-            Err(e) => Err(format!("HeadObject {o}: {}", describe_sdk_error(&e))),
+            Err(e) => Err(format!(
+                "HeadObject {}: {}",
+                versioned(o, version),
+                describe_sdk_error(&e)
+            )),
         }
     }
 
@@ -440,17 +577,19 @@ impl Consolidator {
         &self,
         kind: Kind,
         source: &ObjectRef,
+        version: Option<&str>,
         copy: &ObjectRef,
     ) -> Result<(String, Option<String>), String> {
-        let Some(source_head) = self.head(source).await? else {
-            return Err(format!("{source} does not exist"));
+        let Some(source_head) = self.head(source, version).await? else {
+            return Err(format!("{} does not exist", versioned(source, version)));
         };
-        let Some(copy_head) = self.head(copy).await? else {
+        let Some(copy_head) = self.head(copy, None).await? else {
             return Err(format!("its copy {copy} does not exist"));
         };
         let p = Planned {
             kind,
             source: source.clone(),
+            source_version: version.map(str::to_string),
             target: copy.clone(),
             size: source_head.content_length().unwrap_or_default().max(0) as u64,
         };
@@ -464,7 +603,7 @@ impl Consolidator {
     async fn relocate(&self, p: &Planned) -> (Outcome, Option<Relocated>) {
         match self.relocate_inner(p).await {
             Ok((outcome, checksum)) => {
-                let record = checksum.map(|checksum| Relocated {
+                let record = checksum.map(|(checksum, last_modified)| Relocated {
                     kind: p.kind,
                     source_bucket: p.source.bucket.clone(),
                     source_key: p.source.key.clone(),
@@ -472,6 +611,8 @@ impl Consolidator {
                     key: p.target.key.clone(),
                     size: p.size,
                     checksum,
+                    source_version_id: p.source_version.clone(),
+                    last_modified: p.source_version.as_ref().and(last_modified),
                 });
                 (outcome, record)
             }
@@ -479,16 +620,25 @@ impl Consolidator {
         }
     }
 
-    async fn relocate_inner(&self, p: &Planned) -> Result<(Outcome, Option<String>), String> {
-        let Some(source) = self.head(&p.source).await? else {
-            return Err(format!("{} vanished since it was listed", p.source));
+    /// The outcome, and for a verified copy its checksum and the source's last-modified time.
+    async fn relocate_inner(
+        &self,
+        p: &Planned,
+    ) -> Result<(Outcome, Option<(String, Option<DateTime<Utc>>)>), String> {
+        let version = p.source_version.as_deref();
+        let from = versioned(&p.source, version);
+        let Some(source) = self.head(&p.source, version).await? else {
+            return Err(format!("{from} vanished since it was listed"));
         };
-        if let Some(existing) = self.head(&p.target).await? {
+        let written = source
+            .last_modified()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+        if let Some(existing) = self.head(&p.target, None).await? {
             return match self.verify(p, &source, &existing).await? {
-                Ok(checksum) => Ok((Outcome::AlreadyThere, Some(checksum))),
+                Ok(checksum) => Ok((Outcome::AlreadyThere, Some((checksum, written)))),
                 Err(why) => Err(format!(
-                    "{} already exists and is not a copy of {}: {why}; it is not overwritten",
-                    p.target, p.source
+                    "{} already exists and is not a copy of {from}: {why}; it is not overwritten",
+                    p.target
                 )),
             };
         }
@@ -504,7 +654,7 @@ impl Consolidator {
                 .copy_object()
                 .bucket(&p.target.bucket)
                 .key(&p.target.key)
-                .copy_source(copy_source(&p.source))
+                .copy_source(copy_source(&p.source, version))
                 .copy_source_if_match(&etag)
                 .metadata_directive(MetadataDirective::Copy)
                 .acl(ObjectCannedAcl::BucketOwnerFullControl)
@@ -514,22 +664,18 @@ impl Consolidator {
                 .await
                 .map_err(|e| {
                     format!(
-                        "CopyObject {} to {}: {}",
-                        p.source,
+                        "CopyObject {from} to {}: {}",
                         p.target,
                         describe_sdk_error(&e)
                     )
                 })?;
         }
-        let Some(copy) = self.head(&p.target).await? else {
+        let Some(copy) = self.head(&p.target, None).await? else {
             return Err(format!("{} is not there after copying", p.target));
         };
         match self.verify(p, &source, &copy).await? {
-            Ok(checksum) => Ok((Outcome::Copied, Some(checksum))),
-            Err(why) => Err(format!(
-                "the copy {} differs from {}: {why}",
-                p.target, p.source
-            )),
+            Ok(checksum) => Ok((Outcome::Copied, Some((checksum, written)))),
+            Err(why) => Err(format!("the copy {} differs from {from}: {why}", p.target)),
         }
     }
 
@@ -573,7 +719,7 @@ impl Consolidator {
                 .key(&p.target.key)
                 .upload_id(&upload_id)
                 .part_number(number)
-                .copy_source(copy_source(&p.source))
+                .copy_source(copy_source(&p.source, p.source_version.as_deref()))
                 .copy_source_if_match(etag)
                 .copy_source_range(format!("bytes={start}-{end}"))
                 .send()
@@ -687,7 +833,10 @@ impl Consolidator {
                 Err(format!("MD5 is {got}, the source's is {want}"))
             });
         }
-        let (want, got) = (self.sha256(&p.source).await?, self.sha256(&p.target).await?);
+        let (want, got) = (
+            self.sha256(&p.source, p.source_version.as_deref()).await?,
+            self.sha256(&p.target, None).await?,
+        );
         Ok(if got == want {
             Ok(format!("sha256:{got}"))
         } else {
@@ -696,15 +845,22 @@ impl Consolidator {
     }
 
     /// SHA-256 of an object's bytes, streamed.
-    async fn sha256(&self, o: &ObjectRef) -> Result<String, String> {
+    async fn sha256(&self, o: &ObjectRef, version: Option<&str>) -> Result<String, String> {
         let out = self
             .s3
             .get_object()
             .bucket(&o.bucket)
             .key(&o.key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await
-            .map_err(|e| format!("GetObject {o}: {}", describe_sdk_error(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "GetObject {}: {}",
+                    versioned(o, version),
+                    describe_sdk_error(&e)
+                )
+            })?;
         let mut body = out.body;
         let mut sink = Sha256Sink::default();
         while let Some(chunk) = body.next().await {
@@ -794,6 +950,7 @@ mod tests {
         Planned {
             kind: Kind::Digest,
             source: ObjectRef::new("old-logs", KEY),
+            source_version: None,
             target: ObjectRef::new("central-logs", KEY),
             size: 10,
         }
@@ -925,8 +1082,12 @@ mod tests {
     #[test]
     fn copy_sources_encode_what_is_not_safe_in_a_url() {
         assert_eq!(
-            copy_source(&ObjectRef::new("b", "AWSLogs/a b+c/x_y.json.gz")),
+            copy_source(&ObjectRef::new("b", "AWSLogs/a b+c/x_y.json.gz"), None),
             "b/AWSLogs/a%20b%2Bc/x_y.json.gz"
+        );
+        assert_eq!(
+            copy_source(&ObjectRef::new("b", "k"), Some("3HL4+kq/t=")),
+            "b/k?versionId=3HL4%2Bkq%2Ft%3D"
         );
     }
 

@@ -10,6 +10,7 @@ pub mod consolidate;
 pub mod coverage;
 pub mod digest;
 pub mod events;
+pub mod freshness;
 pub mod gzip;
 pub mod keys;
 pub mod onboard;

@@ -6,7 +6,13 @@
 //! object of the old bucket (the whole bucket, not only `AWSLogs/`) must be listed there, and
 //! its copy must pass, now, the check `trailkeeper consolidate` made (size, user metadata,
 //! checksum). Noncurrent versions and delete markers need no copy: they are history of objects
-//! whose current state was copied, and they go with the bucket.
+//! whose current state was copied, and they go with the bucket. Under `AWSLogs/` they are
+//! evidence: an overwritten log's original exists only as a noncurrent version. So each one there
+//! must have a verified copy (`trailkeeper consolidate --all-versions`, by version id, under
+//! `trailkeeper-versions/`), each delete marker there a record in a manifest, and a clean
+//! `trailkeeper validate --manifest` of the copied history must be shown (its JSON Lines): the
+//! checksums prove the copies are the old bytes, the validation that those bytes are what
+//! CloudTrail signed.
 //!
 //! The order is what keeps the record whole: the trails are stopped and deleted first, so that
 //! nothing new lands; then the bucket is listed again, and any object that appeared or changed
@@ -15,18 +21,20 @@
 //! that lands meanwhile survives and keeps the bucket); then the bucket. Each step converges:
 //! a trail or bucket already gone counts as done, so a run that failed half-way can be run again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 
-use crate::consolidate::{Consolidator, Location, MANIFEST_DIR, Manifest, Options, Relocated};
-use crate::digest::key::{DigestKey, is_log_key};
+use crate::consolidate::{
+    Consolidator, Kind, Location, MANIFEST_DIR, Manifest, Options, Relocated, versioned,
+};
 use crate::events::AccountId;
 use crate::policy::TrailArn;
-use crate::store::{Fetched, ObjectRef, Store, describe_sdk_error};
+use crate::store::{Fetched, ObjectRef, Store, StoreError, describe_sdk_error};
 use crate::trail::{Backoff, RoleName, TrailEnabler, TrailSpec};
 
 /// The IAM actions retirement needs. The caller: `s3:GetObject`/`s3:ListBucket` on the central
@@ -63,9 +71,11 @@ pub enum RetireError {
     Trail { arn: String, message: String },
     #[error("deleting the bucket s3://{bucket}: {message}")]
     DeleteBucket { bucket: String, message: String },
+    #[error("the validation {name}: {message}")]
+    Validation { name: String, message: String },
 }
 
-/// One version (or delete marker) of an object in the old bucket.
+/// One version (or delete marker) of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub key: String,
@@ -73,12 +83,13 @@ pub struct Version {
     pub version_id: String,
     pub etag: Option<String>,
     pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
-/// Everything the old bucket holds.
+/// Every version of the objects under a prefix of a bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
-    /// The current version of each object: these need verified copies.
+    /// The current version of each object.
     pub current: Vec<Version>,
     pub noncurrent: Vec<Version>,
     pub delete_markers: Vec<Version>,
@@ -96,12 +107,177 @@ impl Inventory {
     pub fn versions(&self) -> usize {
         self.current.len() + self.noncurrent.len() + self.delete_markers.len()
     }
+
+    /// Lists every version and delete marker under `prefix` (`ListObjectVersions`); None when
+    /// the bucket does not exist.
+    pub async fn list(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Option<Self>, StoreError> {
+        let mut inventory = Self::default();
+        let failed = |message: String| StoreError::List {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            message,
+        };
+        let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+            t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        };
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = match s3
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(None),
+                Err(e) => return Err(failed(describe_sdk_error(&e))),
+            };
+            for v in page.versions() {
+                let version = Version {
+                    key: v.key().unwrap_or_default().to_string(),
+                    version_id: v.version_id().unwrap_or("null").to_string(),
+                    etag: v.e_tag().map(str::to_string),
+                    size: v.size().unwrap_or_default().max(0) as u64,
+                    last_modified: time(v.last_modified()),
+                };
+                if v.is_latest() == Some(true) {
+                    inventory.current.push(version);
+                } else {
+                    inventory.noncurrent.push(version);
+                }
+            }
+            for m in page.delete_markers() {
+                inventory.delete_markers.push(Version {
+                    key: m.key().unwrap_or_default().to_string(),
+                    version_id: m.version_id().unwrap_or("null").to_string(),
+                    etag: None,
+                    size: 0,
+                    last_modified: time(m.last_modified()),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(Some(inventory));
+            }
+            let next = (
+                page.next_key_marker().map(str::to_string),
+                page.next_version_id_marker().map(str::to_string),
+            );
+            if next.0.is_none() || next == (key_marker.clone(), version_marker.clone()) {
+                return Err(failed("a truncated page without a new marker".into()));
+            }
+            (key_marker, version_marker) = next;
+        }
+    }
 }
 
 /// A current object without a verified copy, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
     pub object: ObjectRef,
+    /// For an earlier state (noncurrent version or delete marker): its version id.
+    pub version_id: Option<String>,
+    pub reason: String,
+}
+
+/// Whether a key is in a CloudTrail tree (`[prefix/]AWSLogs/…`), where earlier states are
+/// evidence.
+pub fn under_logs(key: &str) -> bool {
+    key.starts_with("AWSLogs/") || key.contains("/AWSLogs/")
+}
+
+/// What `trailkeeper validate --manifest … --format json` printed for the copied history.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationReport {
+    /// Where it was read from (a path), for messages.
+    pub name: String,
+    /// `(bucket, key)` -> status, for every digest and log verdict.
+    verdicts: HashMap<(String, String), String>,
+    /// The summary's status; None: the output ends without one (it was cut short).
+    pub status: Option<String>,
+    /// Each verdict that is not valid: `status s3://bucket/key`.
+    pub findings: Vec<String>,
+}
+
+impl ValidationReport {
+    /// Reads the JSON Lines; a line that is not JSON is an error naming it.
+    pub fn parse(name: &str, text: &str) -> Result<Self, RetireError> {
+        let mut report = Self {
+            name: name.to_string(),
+            ..Self::default()
+        };
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| RetireError::Validation {
+                    name: name.to_string(),
+                    message: format!(
+                        "line {}: not the JSON Lines of trailkeeper validate --format json: {e}",
+                        n + 1
+                    ),
+                })?;
+            let field = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            match v["type"].as_str() {
+                Some("summary") => report.status = Some(field("status")),
+                Some("digest" | "log") => {
+                    let (status, bucket) = (field("status"), field("bucket"));
+                    let key = v["key"].as_str();
+                    if status != "valid" {
+                        report.findings.push(match key {
+                            Some(k) => format!("{status} s3://{bucket}/{k}"),
+                            None => format!("{status} {} {}", field("account"), field("region")),
+                        });
+                    }
+                    if let Some(k) = key {
+                        report.verdicts.insert((bucket, k.to_string()), status);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// The verdict on one object; None when the validation did not judge it.
+    pub fn status(&self, object: &ObjectRef) -> Option<&str> {
+        self.verdicts
+            .get(&(object.bucket.clone(), object.key.clone()))
+            .map(String::as_str)
+    }
+
+    /// Why it does not show the history clean; None when it does.
+    pub fn not_clean(&self) -> Option<String> {
+        let ended = match self.status.as_deref() {
+            Some("valid") if self.findings.is_empty() => return None,
+            Some(s) => format!("it ended {s}"),
+            None => "it ends without a summary (cut short)".to_string(),
+        };
+        let mut shown: Vec<&str> = self.findings.iter().take(10).map(String::as_str).collect();
+        if self.findings.len() > shown.len() {
+            shown.push("…");
+        }
+        Some(format!(
+            "{ended}, with {} finding(s){}{}: the copied history is not clean; keep the old bucket as evidence",
+            self.findings.len(),
+            if shown.is_empty() { "" } else { ": " },
+            shown.join(", ")
+        ))
+    }
+}
+
+/// Why the validation the retirement needs is missing or not clean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationProblem {
+    /// `missing` or `not_clean`.
+    pub status: &'static str,
     pub reason: String,
 }
 
@@ -238,13 +414,19 @@ pub struct Plan {
     pub inventory: Option<Inventory>,
     /// Current objects with a verified copy: key -> the ETag that was checked.
     pub verified: HashMap<String, Option<String>>,
+    /// Earlier states under `AWSLogs/` with a verified copy (or, for delete markers, a record):
+    /// `(key, version id)`.
+    pub verified_versions: HashSet<(String, String)>,
     pub unverified: Vec<Unverified>,
+    /// The validation of the copied history that was given, by name.
+    pub validation: Option<String>,
+    pub validation_problems: Vec<ValidationProblem>,
     pub trails: Vec<(String, TrailState)>,
 }
 
 impl Plan {
     pub fn refused(&self) -> bool {
-        !self.unverified.is_empty()
+        !self.unverified.is_empty() || !self.validation_problems.is_empty()
     }
 }
 
@@ -289,13 +471,15 @@ impl Retirer {
         }
     }
 
-    /// Lists the bucket, finds the manifests, checks every current object's copy, and looks at
-    /// the trails. Changes nothing.
+    /// Lists the bucket, finds the manifests, checks every current object's copy (and every
+    /// earlier state's under `AWSLogs/`), holds the copies to `validation`, and looks at the
+    /// trails. Changes nothing.
     pub async fn plan(
         &self,
         bucket: &str,
         central: &Location,
         trails: &[TrailTarget],
+        validation: Option<&ValidationReport>,
     ) -> Result<Plan, RetireError> {
         if bucket == central.bucket {
             return Err(RetireError::Refused(format!(
@@ -316,20 +500,45 @@ impl Retirer {
         }
         let inventory = self.inventory(bucket).await?;
         let (manifests, copies) = self.copies(bucket, central).await?;
-        let (verified, unverified) = match &inventory {
+        let (verified, verified_versions, unverified) = match &inventory {
             Some(inventory) => {
-                self.check(bucket, central, &inventory.current, &copies)
+                self.check(bucket, central, inventory, &copies, validation)
                     .await
             }
             None => Default::default(),
         };
+        let cloudtrail = inventory
+            .as_ref()
+            .is_some_and(|i| i.current.iter().any(|v| Kind::of_key(&v.key).is_some()));
+        let mut validation_problems = Vec::new();
+        match validation {
+            None if cloudtrail => validation_problems.push(ValidationProblem {
+                status: "missing",
+                reason: format!(
+                    "nothing shows that the copies of s3://{bucket} in {central} are what CloudTrail signed: run {} and give --validation FILE",
+                    validate_command(central, manifests.last())
+                ),
+            }),
+            Some(report) if cloudtrail => {
+                if let Some(why) = report.not_clean() {
+                    validation_problems.push(ValidationProblem {
+                        status: "not_clean",
+                        reason: format!("{}: {why}", report.name),
+                    });
+                }
+            }
+            _ => {}
+        }
         Ok(Plan {
             bucket: bucket.to_string(),
             central: central.clone(),
             manifests,
             inventory,
             verified,
+            verified_versions,
             unverified,
+            validation: validation.map(|v| v.name.clone()),
+            validation_problems,
             trails: trail_states,
         })
     }
@@ -343,9 +552,10 @@ impl Retirer {
     ) -> Result<Retired, RetireError> {
         if plan.refused() {
             return Err(RetireError::Refused(format!(
-                "{} objects of s3://{} have no verified copy",
+                "{} objects of s3://{} have no verified copy, {} problem(s) with the validation",
                 plan.unverified.len(),
-                plan.bucket
+                plan.bucket,
+                plan.validation_problems.len()
             )));
         }
         let mut retired = Retired::default();
@@ -369,19 +579,44 @@ impl Retirer {
             .iter()
             .filter_map(|v| {
                 let object = ObjectRef::new(&plan.bucket, &v.key);
-                match plan.verified.get(&v.key) {
-                    Some(etag) if *etag == v.etag => None,
-                    Some(_) => Some(Unverified {
-                        object,
-                        reason: "changed after its copy was checked".into(),
-                    }),
-                    None => Some(Unverified {
-                        object,
-                        reason: "appeared after the bucket was checked".into(),
-                    }),
-                }
+                let reason = match plan.verified.get(&v.key) {
+                    Some(etag) if *etag == v.etag => return None,
+                    Some(_) => "changed after its copy was checked",
+                    None => "appeared after the bucket was checked",
+                };
+                Some(Unverified {
+                    object,
+                    version_id: None,
+                    reason: reason.into(),
+                })
             })
             .collect();
+        // Earlier states under AWSLogs/ that were not checked: an overwrite or a delete since.
+        let checked = |v: &Version| {
+            plan.verified_versions
+                .contains(&(v.key.clone(), v.version_id.clone()))
+        };
+        for (states, what) in [
+            (&inventory.noncurrent, "a noncurrent version"),
+            (&inventory.delete_markers, "a delete marker"),
+        ] {
+            for v in states.iter().filter(|v| under_logs(&v.key)) {
+                let was_current = what == "a noncurrent version"
+                    && plan
+                        .verified
+                        .get(&v.key)
+                        .is_some_and(|etag| *etag == v.etag);
+                if !checked(v) && !was_current {
+                    retired.landed.push(Unverified {
+                        object: ObjectRef::new(&plan.bucket, &v.key),
+                        version_id: Some(v.version_id.clone()),
+                        reason: format!(
+                            "{what} that appeared after the bucket was checked (the object was overwritten or deleted)"
+                        ),
+                    });
+                }
+            }
+        }
         if !retired.landed.is_empty() {
             return Ok(retired);
         }
@@ -484,72 +719,24 @@ impl Retirer {
 
     /// Every version and delete marker of the bucket; None when the bucket does not exist.
     pub async fn inventory(&self, bucket: &str) -> Result<Option<Inventory>, RetireError> {
-        let mut inventory = Inventory::default();
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = match self
-                .s3
-                .list_object_versions()
-                .bucket(bucket)
-                .set_key_marker(key_marker.clone())
-                .set_version_id_marker(version_marker.clone())
-                .send()
-                .await
-            {
-                Ok(page) => page,
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(None),
-                Err(e) => {
-                    return Err(RetireError::List {
-                        bucket: bucket.to_string(),
-                        message: describe_sdk_error(&e),
-                    });
-                }
-            };
-            for v in page.versions() {
-                let version = Version {
-                    key: v.key().unwrap_or_default().to_string(),
-                    version_id: v.version_id().unwrap_or("null").to_string(),
-                    etag: v.e_tag().map(str::to_string),
-                    size: v.size().unwrap_or_default().max(0) as u64,
-                };
-                if v.is_latest() == Some(true) {
-                    inventory.current.push(version);
-                } else {
-                    inventory.noncurrent.push(version);
-                }
-            }
-            for m in page.delete_markers() {
-                inventory.delete_markers.push(Version {
-                    key: m.key().unwrap_or_default().to_string(),
-                    version_id: m.version_id().unwrap_or("null").to_string(),
-                    etag: None,
-                    size: 0,
-                });
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(Some(inventory));
-            }
-            let next = (
-                page.next_key_marker().map(str::to_string),
-                page.next_version_id_marker().map(str::to_string),
-            );
-            if next.0.is_none() || next == (key_marker.clone(), version_marker.clone()) {
-                return Err(RetireError::List {
-                    bucket: bucket.to_string(),
-                    message: "a truncated page without a new marker".into(),
-                });
-            }
-            (key_marker, version_marker) = next;
-        }
+        Inventory::list(&self.s3, bucket, "")
+            .await
+            .map_err(|e| RetireError::List {
+                bucket: bucket.to_string(),
+                message: match e {
+                    StoreError::List { message, .. } => message,
+                    other => other.to_string(),
+                },
+            })
     }
 
     /// The manifests under the central location that name `bucket` as a source, and what they
-    /// say each of its objects was copied to (a later manifest's word wins).
+    /// say each of its objects (and earlier states) was copied to; a later manifest's word wins.
     async fn copies(
         &self,
         bucket: &str,
         central: &Location,
-    ) -> Result<(Vec<ObjectRef>, HashMap<String, Relocated>), RetireError> {
+    ) -> Result<(Vec<ObjectRef>, Copies), RetireError> {
         let dir = format!("{}{MANIFEST_DIR}", central.prefix);
         let listing = self
             .store
@@ -558,7 +745,7 @@ impl Retirer {
             .map_err(|e| RetireError::Manifest(e.to_string()))?;
         // Keys carry the run's start time: listing order is chronological.
         let mut manifests = Vec::new();
-        let mut copies = HashMap::new();
+        let mut copies = Copies::default();
         for key in listing
             .keys
             .iter()
@@ -589,8 +776,16 @@ impl Retirer {
                 }
                 let r: Relocated = serde_json::from_slice(line)
                     .map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
-                if r.source_bucket == bucket && r.bucket == central.bucket {
-                    copies.insert(r.source_key.clone(), r);
+                if r.source_bucket != bucket || r.bucket != central.bucket {
+                    continue;
+                }
+                match r.source_version_id.clone() {
+                    Some(version) => {
+                        copies.earlier.insert((r.source_key.clone(), version), r);
+                    }
+                    None => {
+                        copies.current.insert(r.source_key.clone(), r);
+                    }
                 }
             }
             manifests.push(at);
@@ -598,32 +793,72 @@ impl Retirer {
         Ok((manifests, copies))
     }
 
-    /// Holds each current object to its copy, as consolidate verified it.
+    /// Holds each current object, and each earlier state under `AWSLogs/`, to its copy as
+    /// consolidate verified it (and, given a validation, each copied log and digest to its
+    /// verdict): the verified current keys with their ETags, the verified earlier states, and
+    /// the rest with the reason.
     async fn check(
         &self,
         bucket: &str,
         central: &Location,
-        current: &[Version],
-        copies: &HashMap<String, Relocated>,
-    ) -> (HashMap<String, Option<String>>, Vec<Unverified>) {
-        let mut results = stream::iter(current)
-            .map(|v| async move {
+        inventory: &Inventory,
+        copies: &Copies,
+        validation: Option<&ValidationReport>,
+    ) -> (
+        HashMap<String, Option<String>>,
+        HashSet<(String, String)>,
+        Vec<Unverified>,
+    ) {
+        let states = inventory
+            .current
+            .iter()
+            .map(|v| (v, State::Current))
+            .chain(
+                inventory
+                    .noncurrent
+                    .iter()
+                    .filter(|v| under_logs(&v.key))
+                    .map(|v| (v, State::Noncurrent)),
+            )
+            .chain(
+                inventory
+                    .delete_markers
+                    .iter()
+                    .filter(|v| under_logs(&v.key))
+                    .map(|v| (v, State::DeleteMarker)),
+            );
+        let mut results = stream::iter(states)
+            .map(|(v, state)| async move {
                 let object = ObjectRef::new(bucket, &v.key);
-                let verdict = self.check_one(v, &object, central, copies).await;
-                (v, object, verdict)
+                let verdict = match state {
+                    State::Current => {
+                        self.check_one(v, &object, central, copies, validation)
+                            .await
+                    }
+                    _ => self.check_earlier(v, state, &object, central, copies).await,
+                };
+                (v, state, object, verdict)
             })
             .buffer_unordered(self.concurrency);
-        let (mut verified, mut unverified) = (HashMap::new(), Vec::new());
-        while let Some((v, object, verdict)) = results.next().await {
-            match verdict {
-                Ok(()) => {
+        let (mut verified, mut earlier, mut unverified) =
+            (HashMap::new(), HashSet::new(), Vec::new());
+        while let Some((v, state, object, verdict)) = results.next().await {
+            match (verdict, state) {
+                (Ok(()), State::Current) => {
                     verified.insert(v.key.clone(), v.etag.clone());
                 }
-                Err(reason) => unverified.push(Unverified { object, reason }),
+                (Ok(()), _) => {
+                    earlier.insert((v.key.clone(), v.version_id.clone()));
+                }
+                (Err(reason), state) => unverified.push(Unverified {
+                    object,
+                    version_id: (state != State::Current).then(|| v.version_id.clone()),
+                    reason,
+                }),
             }
         }
-        unverified.sort_by(|a, b| a.object.cmp(&b.object));
-        (verified, unverified)
+        unverified.sort_by(|a, b| (&a.object, &a.version_id).cmp(&(&b.object, &b.version_id)));
+        (verified, earlier, unverified)
     }
 
     async fn check_one(
@@ -631,10 +866,11 @@ impl Retirer {
         v: &Version,
         object: &ObjectRef,
         central: &Location,
-        copies: &HashMap<String, Relocated>,
+        copies: &Copies,
+        validation: Option<&ValidationReport>,
     ) -> Result<(), String> {
-        let Some(r) = copies.get(&v.key) else {
-            let what = if DigestKey::parse(&v.key).is_ok() || is_log_key(&v.key) {
+        let Some(r) = copies.current.get(&v.key) else {
+            let what = if Kind::of_key(&v.key).is_some() {
                 "run trailkeeper consolidate for it"
             } else {
                 "it is not a CloudTrail log or digest, which consolidate does not copy: \
@@ -645,11 +881,98 @@ impl Retirer {
             ));
         };
         let copy = ObjectRef::new(&r.bucket, &r.key);
-        let (checksum, etag) = self.consolidator.verify_copy(r.kind, object, &copy).await?;
-        if r.size != v.size {
+        let etag = self.held_to_record(r, object, None, &copy, v.size).await?;
+        if etag != v.etag {
+            return Err("changed while its copy was being checked".into());
+        }
+        if let Some(report) = validation
+            && matches!(r.kind, Kind::Log | Kind::Digest)
+        {
+            match report.status(&copy) {
+                Some("valid") => {}
+                Some(status) => {
+                    return Err(format!(
+                        "the validation {} reports its copy {copy} {status}",
+                        report.name
+                    ));
+                }
+                // A log that no digest lists has no verdict; its bytes are verified above.
+                None if r.kind == Kind::Log => {}
+                None => {
+                    return Err(format!(
+                        "the validation {} does not judge its copy {copy}: validate the copied history with --manifest",
+                        report.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An earlier state under `AWSLogs/`: a noncurrent version needs a verified copy, a delete
+    /// marker a record.
+    async fn check_earlier(
+        &self,
+        v: &Version,
+        state: State,
+        object: &ObjectRef,
+        central: &Location,
+        copies: &Copies,
+    ) -> Result<(), String> {
+        let written = v
+            .last_modified
+            .map(|t| format!(", written {}", t.format("%Y-%m-%dT%H:%M:%SZ")))
+            .unwrap_or_default();
+        let what = match state {
+            State::DeleteMarker => format!("a delete marker{written}: the object was deleted"),
+            _ => format!(
+                "a noncurrent version{written}: an earlier state of the object, perhaps its only untampered copy"
+            ),
+        };
+        if Kind::of_key(&v.key).is_none() {
             return Err(format!(
-                "{} bytes, the manifest recorded {} for its copy {copy}",
-                v.size, r.size
+                "{what}; it is not a CloudTrail log or digest, which consolidate does not copy: \
+                 move or delete this version yourself"
+            ));
+        }
+        let Some(r) = copies.earlier.get(&(v.key.clone(), v.version_id.clone())) else {
+            return Err(format!(
+                "{what}; no consolidation manifest in {central} records it: run trailkeeper consolidate --all-versions"
+            ));
+        };
+        if state == State::DeleteMarker {
+            return match r.kind {
+                Kind::DeleteMarker => Ok(()),
+                _ => Err(format!(
+                    "{what}; the manifest records a copy, not a delete marker"
+                )),
+            };
+        }
+        let copy = ObjectRef::new(&r.bucket, &r.key);
+        self.held_to_record(r, object, Some(&v.version_id), &copy, v.size)
+            .await
+            .map(|_| ())
+    }
+
+    /// The copy checked now as consolidate checked it, and against what the manifest recorded;
+    /// the source's ETag.
+    async fn held_to_record(
+        &self,
+        r: &Relocated,
+        object: &ObjectRef,
+        version: Option<&str>,
+        copy: &ObjectRef,
+        size: u64,
+    ) -> Result<Option<String>, String> {
+        let (checksum, etag) = self
+            .consolidator
+            .verify_copy(r.kind, object, version, copy)
+            .await?;
+        if r.size != size {
+            return Err(format!(
+                "{} is {size} bytes, the manifest recorded {} for its copy {copy}",
+                versioned(object, version),
+                r.size
             ));
         }
         if checksum != r.checksum {
@@ -658,11 +981,40 @@ impl Retirer {
                 r.checksum
             ));
         }
-        if etag != v.etag {
-            return Err("changed while its copy was being checked".into());
-        }
-        Ok(())
+        Ok(etag)
     }
+}
+
+/// What the manifests say was copied from the old bucket.
+#[derive(Debug, Default)]
+struct Copies {
+    /// Current objects: source key -> the copy.
+    current: HashMap<String, Relocated>,
+    /// Earlier states: (source key, version id) -> the copy or the delete marker's record.
+    earlier: HashMap<(String, String), Relocated>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Current,
+    Noncurrent,
+    DeleteMarker,
+}
+
+/// The command that produces the validation retire needs.
+fn validate_command(central: &Location, manifest: Option<&ObjectRef>) -> String {
+    let prefix = central.prefix.trim_end_matches('/');
+    format!(
+        "`trailkeeper validate --bucket {}{} --manifest {} --format json > FILE`",
+        central.bucket,
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!(" --prefix {prefix}")
+        },
+        manifest.map_or("<the consolidation manifest>".to_string(), |m| m
+            .to_string())
+    )
 }
 
 #[cfg(test)]
@@ -688,7 +1040,10 @@ mod tests {
             verified: (0..VERSIONS)
                 .map(|i| (key(i), Some("\"e\"".to_string())))
                 .collect(),
+            verified_versions: HashSet::new(),
             unverified: vec![],
+            validation: None,
+            validation_problems: vec![],
             trails: vec![],
         }
     }

@@ -772,6 +772,7 @@ mod tests {
             trail: None,
             admitted: BTreeMap::new(),
             other_trails: vec![],
+            streams: None,
             findings: vec![
                 "no trail arn:aws:cloudtrail:us-east-1:222233334444:trail/trailkeeper".into(),
             ],

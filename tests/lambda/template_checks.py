@@ -20,6 +20,16 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
    constants next to the calls in shared/src, which shared/tests/least_privilege.rs holds to the
    code), plus only the actions AWS itself uses on the function's behalf (IMPLICIT), and no
    managed policy but the basic execution role.
+8. The digest rule's pattern, as deployed without LogPrefix, is tests/lambda/digest-rule-pattern.json,
+   the pattern the end-to-end test of consolidation (tests/tests/consolidate.rs) runs on the
+   emulator's EventBridge.
+9. Lose nothing: every function invoked asynchronously (an EventBridge rule, a schedule, S3 or
+   SNS) has an SQS OnFailure destination (after Lambda's own retries) with an alarm on the
+   queue's depth that notifies someone (AlarmActions), and every EventBridge route to it has a
+   DeadLetterConfig (events EventBridge could not deliver after its retry policy).
+10. The optional service control policy (TrailGuardPolicy, management half, attached to the
+   TrailGuardTargets, off when empty) is tests/lambda/trail-guard-scp.json, the policy that
+   shared/tests/trail_guard.rs evaluates with iam-rs.
 """
 
 import json
@@ -63,6 +73,8 @@ IMPLICIT = {
 # Roles of this template that a function assumes (not its execution role), and the list of its
 # crate that names the calls made through them.
 ASSUMED_ROLES = {"AuditReaderRole": ("org-auditor", "ARCHIVE_READER_CALLS")}
+TRAIL_GUARD_SCP = ROOT / "tests" / "lambda" / "trail-guard-scp.json"
+DIGEST_RULE_PATTERN = ROOT / "tests" / "lambda" / "digest-rule-pattern.json"
 MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
 
@@ -199,6 +211,112 @@ def patterns(template):
                     yield f"{name}.{ev_name}", ev["Properties"]["Pattern"]
 
 
+def without_prefix(node):
+    """A template value as deployed without LogPrefix: Ref X is "${X}", and
+    Fn::If [HasPrefix, a, b] is b."""
+    if isinstance(node, dict):
+        if list(node) == ["Ref"]:
+            return "${" + node["Ref"] + "}"
+        if list(node) == ["Fn::If"] and node["Fn::If"][0] == "HasPrefix":
+            return without_prefix(node["Fn::If"][2])
+        return {k: without_prefix(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [without_prefix(v) for v in node]
+    return node
+
+
+def digest_rule(template) -> list[str]:
+    events = template["Resources"].get("DigestValidatorFunction", {}).get("Properties", {}).get("Events") or {}
+    pattern = (events.get("DigestDelivered") or {}).get("Properties", {}).get("Pattern")
+    if pattern is None:
+        return ["DigestValidatorFunction: no DigestDelivered EventBridgeRule event"]
+    want = json.loads(DIGEST_RULE_PATTERN.read_text())
+    got = without_prefix(pattern)
+    if json.loads(json.dumps(got)) != want:
+        return [f"DigestValidatorFunction.DigestDelivered: the pattern {json.dumps(got)} is not "
+                f"{DIGEST_RULE_PATTERN.relative_to(ROOT)} ({json.dumps(want)}), which the end-to-end tests run"]
+    return []
+
+
+ASYNC_EVENTS = {"EventBridgeRule", "Schedule", "ScheduleV2", "CloudWatchEvent", "S3", "SNS"}
+RULE_EVENTS = {"EventBridgeRule", "Schedule", "CloudWatchEvent"}
+
+
+def depth_alarms(res) -> set[str]:
+    """The queues whose ApproximateNumberOfMessagesVisible raises an alarm with an action."""
+    queues = set()
+    for r in res.values():
+        p = r.get("Properties", {})
+        if (r.get("Type") != "AWS::CloudWatch::Alarm" or p.get("Namespace") != "AWS/SQS"
+                or p.get("MetricName") != "ApproximateNumberOfMessagesVisible" or not p.get("AlarmActions")):
+            continue
+        for d in p.get("Dimensions", []) or []:
+            if d.get("Name") == "QueueName":
+                queues.add(role_name(d.get("Value")))
+    return queues
+
+
+def lose_nothing(template) -> list[str]:
+    errors = []
+    res = template["Resources"]
+    alarmed = depth_alarms(res)
+    targeted = {}
+    for name, r in res.items():
+        if r.get("Type") == "AWS::Events::Rule":
+            for t in r.get("Properties", {}).get("Targets", []) or []:
+                fn = role_name(t.get("Arn"))
+                if fn in res and res[fn].get("Type") == "AWS::Serverless::Function":
+                    targeted.setdefault(fn, []).append(name)
+                if not t.get("DeadLetterConfig"):
+                    errors.append(f"{name}: target {t.get('Id')} has no DeadLetterConfig: an event EventBridge "
+                                  "cannot deliver after its retry policy would be dropped")
+    for name, r in res.items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = r.get("Properties", {})
+        events = props.get("Events") or {}
+        if name not in targeted and not any(e.get("Type") in ASYNC_EVENTS for e in events.values()):
+            continue
+        for ev_name, ev in events.items():
+            if ev.get("Type") in RULE_EVENTS and not (ev.get("Properties") or {}).get("DeadLetterConfig"):
+                errors.append(f"{name}.{ev_name}: no DeadLetterConfig: an event EventBridge cannot deliver "
+                              "after its retry policy would be dropped")
+        on_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+        queue = role_name(on_failure.get("Destination"))
+        if on_failure.get("Type") != "SQS" or queue not in res or res[queue].get("Type") != "AWS::SQS::Queue":
+            errors.append(f"{name}: invoked asynchronously without an SQS OnFailure destination: "
+                          "an event that fails Lambda's retries is dropped")
+        elif queue not in alarmed:
+            errors.append(f"{name}: its failure queue {queue} has no alarm on ApproximateNumberOfMessagesVisible "
+                          "with AlarmActions: a failed event would wait unseen")
+    return errors
+
+
+def trail_guard(template) -> list[str]:
+    r = template["Resources"].get("TrailGuardPolicy")
+    if r is None or r.get("Type") != "AWS::Organizations::Policy":
+        return ["TrailGuardPolicy: no AWS::Organizations::Policy: nothing prevents a member admin from "
+                "stopping, deleting or diverting the trail"]
+    errors, props = [], r.get("Properties", {})
+    if r.get("Condition") != "GuardsTrail":
+        errors.append("TrailGuardPolicy: must have Condition GuardsTrail (management half, TrailGuardTargets set)")
+    if props.get("Type") != "SERVICE_CONTROL_POLICY":
+        errors.append("TrailGuardPolicy: Type must be SERVICE_CONTROL_POLICY")
+    if props.get("TargetIds") != {"Ref": "TrailGuardTargets"}:
+        errors.append("TrailGuardPolicy: TargetIds must be !Ref TrailGuardTargets")
+    content = props.get("Content")
+    text = content.get("Fn::Sub") if isinstance(content, dict) else None
+    try:
+        same = isinstance(text, str) and json.loads(text) == json.loads(TRAIL_GUARD_SCP.read_text())
+    except ValueError as e:
+        same = False
+        errors.append(f"TrailGuardPolicy: Content is not JSON: {e}")
+    if not same:
+        errors.append(f"TrailGuardPolicy: Content must be !Sub of {TRAIL_GUARD_SCP.relative_to(ROOT)}, "
+                      "the policy shared/tests/trail_guard.rs evaluates")
+    return errors
+
+
 def check(template) -> list[str]:
     errors = []
     res = template["Resources"]
@@ -287,6 +405,9 @@ def check(template) -> list[str]:
     if "MemberRoleName" in assumable or "${AuditRoleName}" not in assumable:
         errors.append("OrgAuditorRole: must assume role/${AuditRoleName} in member accounts, never ${MemberRoleName}")
     errors.extend(least_privilege(template))
+    errors.extend(digest_rule(template))
+    errors.extend(lose_nothing(template))
+    errors.extend(trail_guard(template))
     return errors
 
 
@@ -328,6 +449,20 @@ def self_test(template):
     t["Resources"]["OrgAuditorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]["Resource"][0] = \
         {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
     broken.append(("the org-auditor assuming the member role", t))
+    t = copy.deepcopy(template)
+    t["Resources"]["DigestValidatorFunction"]["Properties"]["Events"]["DigestDelivered"]["Properties"]["Pattern"][
+        "detail"]["object"]["key"] = [{"prefix": "AWSLogs/"}]
+    broken.append(("a digest rule other than the tested one", t))
+    t = copy.deepcopy(template)
+    del t["Resources"]["DigestValidatorFunction"]["Properties"]["EventInvokeConfig"]
+    broken.append(("an asynchronous function without a failure destination", t))
+    t = copy.deepcopy(template)
+    for n in [n for n, r in t["Resources"].items() if r.get("Type") == "AWS::CloudWatch::Alarm"]:
+        del t["Resources"][n]
+    broken.append(("failure queues without alarms", t))
+    t = copy.deepcopy(template)
+    del t["Resources"]["OrganizationsAccountCreatedRule"]["Properties"]["Targets"][0]["DeadLetterConfig"]
+    broken.append(("an EventBridge target without a dead-letter queue", t))
     base = len(check(template))
     failed = [what for what, t in broken if len(check(t)) <= base]
     if failed:

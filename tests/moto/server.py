@@ -18,6 +18,11 @@ Times may be epoch numbers, numeric strings or ISO-8601 strings. "Regions" is op
 limits the key to requests signed for those regions; without it the key is served everywhere.
 Write files via a temporary name that does not end in `.json`, then rename.
 
+S3's EventBridge events carry the `reason` S3 documents (`PutObject`, `CopyObject`,
+`CompleteMultipartUpload`, `PostObject`, `DeleteObject`), not moto's event type
+(`ObjectCreated`), so that an event pattern telling copies from deliveries behaves as on AWS
+(see s3_eventbridge_message).
+
 `/moto-api/data.json` leaves out attributes it cannot read instead of failing, and takes
 `?service=NAME`. GetBucketVersioning is answered under S3's root element (moto's own answer
 cannot be read by the AWS SDK for Rust; see get_bucket_versioning). BatchImportFindings refuses
@@ -227,6 +232,58 @@ def batch_import_findings(self: SecurityHubResponse) -> str:
     return json.dumps(
         {"FailedCount": failed + len(refused), "SuccessCount": ok, "FailedFindings": refused + failures}
     )
+# S3's EventBridge `detail.reason` per notification event ("EventBridge event message
+# structure" in the S3 user guide). moto 5.2.5 sends the middle of the event name instead.
+S3_EVENT_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "PostObject",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "s3:ObjectRemoved:Delete": "DeleteObject",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
+}
+
+
+def s3_eventbridge_message(account_id: str, bucket, event_name: str, key) -> None:
+    """moto's S3-to-EventBridge sender (moto/s3/notifications.py, 5.2.5), with the `reason` S3
+    sends. As in moto (and on AWS, where delivery is asynchronous) a failure never fails the
+    S3 call; here it is logged."""
+    import copy
+
+    from moto.core.utils import unix_time
+    from moto.events.models import events_backends
+    from moto.events.utils import _BASE_EVENT_MESSAGE
+    from moto.s3.notifications import _detail_type
+
+    try:
+        event = copy.deepcopy(_BASE_EVENT_MESSAGE)
+        event["detail-type"] = _detail_type(event_name)
+        event["source"] = "aws.s3"
+        event["account"] = account_id
+        event["time"] = unix_time()
+        event["region"] = bucket.region_name
+        event["resources"] = [bucket.arn]
+        event["detail"] = {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": {
+                "key": key.name,
+                "size": key.size,
+                "etag": key.etag.replace('"', ""),
+                "version-id": key.version_id,
+                "sequencer": "617f08299329d189",
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": account_id,
+            "source-ip-address": "1.2.3.4",
+            "reason": S3_EVENT_REASONS.get(event_name, event_name.split(":")[1]),
+        }
+        backend = events_backends[account_id][bucket.region_name]
+        for bus in backend.event_buses.values():
+            for rule in bus.rules.values():
+                rule.send_to_targets(event, transform_input=False)
+    except Exception as error:  # noqa: BLE001 - asynchronous on AWS: never fail the S3 call
+        log(f"S3 EventBridge event {event_name} for {bucket.name}: {error!r}")
 
 
 def model_data(self: MotoAPIResponse, request, full_url: str, headers) -> tuple[int, dict, str]:
@@ -613,6 +670,9 @@ def main() -> None:
     CloudTrailResponse.update_trail = strict_update_trail(CloudTrailResponse.update_trail)
     S3Response._bucket_response_put = strict_bucket_put(S3Response._bucket_response_put)
     S3Response._bucket_response_delete = strict_bucket_delete(S3Response._bucket_response_delete)
+    import moto.s3.notifications as s3_notifications
+
+    s3_notifications._send_event_bridge_message = s3_eventbridge_message
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

@@ -493,3 +493,48 @@ pub async fn let_cloudtrail_deliver(s3: &aws_sdk_s3::Client, bucket: &str) {
         .await
         .unwrap_or_else(|e| panic!("put CloudTrail's delivery policy on {bucket}: {e:?}"));
 }
+/// One call of an AWS JSON-protocol API on the emulator, for services the harness has no SDK
+/// client of (EventBridge, SQS): `service` is the signing name moto routes by (`events`,
+/// `sqs`), `target` the `X-Amz-Target` (`AWSEvents.PutRule`). moto checks no signature. Any
+/// answer but 200 fails the test, naming the call.
+pub fn moto_json(service: &str, target: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let endpoint = endpoint();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let content_type = match service {
+        "sqs" => "application/x-amz-json-1.0",
+        _ => "application/x-amz-json-1.1",
+    };
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the emulator");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         X-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, \
+         Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    assert!(
+        head.split_whitespace().nth(1) == Some("200"),
+        "{target}: {head}\n{body}"
+    );
+    if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
+    }
+}

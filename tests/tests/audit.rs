@@ -282,3 +282,162 @@ impl org_auditor::RecordSink for Records {
         self.0.lock().unwrap().push(record.clone());
     }
 }
+
+/// Attack 4: the newest digests (and their logs) of one region are deleted. No surviving digest
+/// names them, so validation cannot see it; the freshness watchdog (the org-auditor's hourly
+/// check, and `trailkeeper audit --freshness`) sees that stream's newest digest grow old: a
+/// finding, and an alert naming the account and the region. The other region stays fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_finding_and_an_alert() {
+    use trailkeeper::testdata::{Generator, TestKey, TrailLayout};
+    let mgmt = aws_config().await;
+    let ids = create_accounts(&mgmt, "fresh", 1).await;
+    let account = AccountId::new(&ids[0]).unwrap();
+    let s3 = s3().await;
+    let bucket = unique_bucket("fresh-central");
+    create_bucket(&s3, &bucket).await;
+    let trail = "watched";
+    let config = onboard_config(&[
+        ("TRAILKEEPER_BUCKET", bucket.clone()),
+        ("TRAILKEEPER_TRAIL_NAME", trail.into()),
+    ]);
+    PolicyUpdater::new(&mgmt, config.clone(), FAST_LOOP)
+        .admit(account)
+        .await
+        .expect("admit");
+    TrailEnabler::new(
+        &mgmt,
+        config.trail_spec(),
+        config.member_role.clone(),
+        FAST_BACKOFF,
+    )
+    .enable(account)
+    .await
+    .expect("enable");
+    // Six hours of history up to ten minutes ago, in two regions, as the trail delivers it.
+    let now = chrono::Utc::now();
+    let start = now - chrono::Duration::minutes(6 * 60 + 10);
+    let key = TestKey::generate(
+        now - chrono::Duration::days(2),
+        now + chrono::Duration::days(30),
+    );
+    let mut histories = Vec::new();
+    for (seed, region) in [(1, "us-east-1"), (2, "eu-west-1")] {
+        let mut layout = TrailLayout::new(&bucket, account.as_str(), region);
+        layout.trail = trail.into();
+        let history = Generator::new(layout, &key, seed).chain(start, 6, None, |_| 1);
+        upload(&s3, &bucket, &history).await;
+        histories.push(history);
+    }
+
+    let topic = create_topic(&unique_bucket("fresh-alerts")).await;
+    let mut deps = org_auditor::Deps::new(
+        &mgmt,
+        config.clone(),
+        org_auditor::Config {
+            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
+            archive_role_arn: None,
+            alert_topic_arn: Some(topic.clone()),
+            security_hub: false,
+            concurrency: 8,
+        },
+        Records::default(),
+    );
+    deps.backoff = FAST_BACKOFF;
+    let hourly = || async {
+        let mut context = lambda_runtime::Context::default();
+        context.invoked_function_arn =
+            "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
+        let event = serde_json::json!({"check": "freshness", "maxDigestAgeMinutes": 120});
+        org_auditor::handle(&deps, lambda_runtime::LambdaEvent::new(event, context))
+            .await
+            .expect("the freshness check ran")
+    };
+    let ours = |alerts: Vec<(String, String)>| -> Vec<(String, String)> {
+        alerts
+            .into_iter()
+            .filter(|(s, m)| s.contains(account.as_str()) || m.contains(account.as_str()))
+            .collect()
+    };
+
+    // Fed: no alert for the account.
+    hourly().await;
+    assert_eq!(ours(published(&topic)), Vec::<(String, String)>::new());
+
+    // The attacker deletes the newest three hours of eu-west-1, digests and logs.
+    let eu = &histories[1];
+    for i in 3..6 {
+        delete(&s3, &bucket, &eu.digests[i].object.key).await;
+        for log in logs_of(eu, i) {
+            delete(&s3, &bucket, &log).await;
+        }
+    }
+    let survivor = &eu.digests[2].object.key;
+    let result = hourly().await;
+    let alerts = ours(published(&topic));
+    assert_eq!(alerts.len(), 1, "{alerts:#?}\n{result:#}");
+    let (subject, message) = &alerts[0];
+    assert!(
+        subject.starts_with(&format!(
+            "trailkeeper: account {account} region eu-west-1: "
+        )),
+        "{subject}"
+    );
+    assert!(message.contains(survivor), "{message}");
+    assert!(
+        message.contains("3h1"),
+        "the age of the newest digest: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "trailkeeper audit --account {account} --freshness"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("us-east-1:"), "{message}");
+
+    // trailkeeper audit --freshness reports the same, per region, with the age.
+    let (code, out, err) = audit(
+        &config,
+        &mgmt,
+        &[
+            "--account",
+            account.as_str(),
+            "--freshness",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["covered"], false, "{line:#}");
+    let streams = line["streams"].as_array().expect("streams");
+    let region = |r: &str| {
+        streams
+            .iter()
+            .find(|s| s["region"] == r)
+            .unwrap_or_else(|| panic!("{r}: {streams:?}"))
+    };
+    assert_eq!(region("eu-west-1")["stale"], true);
+    assert_eq!(region("eu-west-1")["newest_digest"], survivor.as_str());
+    let age = region("eu-west-1")["age_seconds"].as_i64().unwrap();
+    assert!((3 * 3600 + 600..3 * 3600 + 900).contains(&age), "{age}");
+    assert_eq!(region("us-east-1")["stale"], false);
+    assert!(region("us-east-1")["age_seconds"].as_i64().unwrap() < 900);
+    let findings: Vec<&str> = line["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].starts_with(&format!("account {account} region eu-west-1: ")),
+        "{findings:?}"
+    );
+    assert!(
+        message.contains(findings[0]),
+        "the alert says what the audit says"
+    );
+}

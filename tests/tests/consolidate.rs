@@ -421,3 +421,158 @@ async fn multipart_copies_keep_bytes_and_signatures() {
     assert_eq!(v.code, 0, "{:?}\n{}", v.not_valid(), v.stderr);
     assert_eq!(count(&v.statuses("digest"), "valid"), history.digests.len());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attack 6: consolidation's copies are not deliveries
+
+/// The digest rule's event pattern as template.yaml deploys it without a prefix, for `bucket`
+/// (tests/lambda/template_checks.py holds the template to this file).
+fn digest_rule_pattern(bucket: &str) -> String {
+    let path = format!(
+        "{}/lambda/digest-rule-pattern.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("${BucketName}", bucket)
+}
+
+#[derive(Default)]
+struct Records(std::sync::Mutex<Vec<serde_json::Value>>);
+
+impl digest_validator::RecordSink for Records {
+    fn write(&self, record: &serde_json::Value) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+/// Every event the rule put on its queue so far, removed from it.
+fn drain(queue_url: &str) -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    loop {
+        let got = moto_json(
+            "sqs",
+            "AmazonSQS.ReceiveMessage",
+            &serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10}),
+        );
+        let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return events;
+        }
+        for m in messages {
+            moto_json(
+                "sqs",
+                "AmazonSQS.DeleteMessage",
+                &serde_json::json!({"QueueUrl": queue_url, "ReceiptHandle": m["ReceiptHandle"]}),
+            );
+            events.push(serde_json::from_str(m["Body"].as_str().unwrap()).unwrap());
+        }
+    }
+}
+
+/// Attack 6: `consolidate` copies years of history into `AWSLogs/` with CopyObject, and S3
+/// sends an "Object Created" event for each copy. Judged as deliveries, every copied digest is
+/// `moved` and alerted. The digest rule (the template's pattern, on the emulator's EventBridge,
+/// with S3's real `reason` field) must let none of 100 copied digests through, and the
+/// digest-validator must raise no alert; a digest written by PutObject, as CloudTrail delivers,
+/// is still judged, and a foreign one alerted.
+#[tokio::test(flavor = "multi_thread")]
+async fn consolidating_100_digests_raises_no_alert_and_a_digest_put_in_place_still_does() {
+    use aws_sdk_s3::types::{EventBridgeConfiguration, NotificationConfiguration};
+    let aws = aws_config().await;
+    let s3 = s3().await;
+    let key = test_key();
+    let (old, history) = old_bucket(&s3, &key, ACCOUNT_A, "us-east-1", None, 100).await;
+    assert_eq!(history.digests.len(), 100);
+    let central = central_bucket(&s3, "quiet").await;
+    s3.put_bucket_notification_configuration()
+        .bucket(&central)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .event_bridge_configuration(EventBridgeConfiguration::builder().build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("EventBridge notifications on the central bucket");
+    let queue = unique_bucket("digest-rule");
+    let queue_url = moto_json(
+        "sqs",
+        "AmazonSQS.CreateQueue",
+        &serde_json::json!({"QueueName": queue}),
+    )["QueueUrl"]
+        .as_str()
+        .expect("a queue URL")
+        .to_string();
+    let rule = unique_bucket("digest-delivered");
+    moto_json(
+        "events",
+        "AWSEvents.PutRule",
+        &serde_json::json!({"Name": rule, "EventPattern": digest_rule_pattern(&central)}),
+    );
+    moto_json(
+        "events",
+        "AWSEvents.PutTargets",
+        &serde_json::json!({"Rule": rule, "Targets": [{"Id": "digest-validator",
+            "Arn": format!("arn:aws:sqs:us-east-1:123456789012:{queue}")}]}),
+    );
+    let topic = create_topic(&unique_bucket("quiet-alerts")).await;
+    let deps = digest_validator::Deps::new(
+        &aws,
+        digest_validator::Config {
+            central_bucket: Some(central.clone()),
+            alert_topic_arn: Some(topic.clone()),
+            security_hub: false,
+            concurrency: 4,
+        },
+        Records::default(),
+    );
+    let invoke = |event: serde_json::Value| {
+        let deps = &deps;
+        async move {
+            digest_validator::handle(
+                deps,
+                lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the digest-validator failed: {e}"))
+        }
+    };
+
+    let run = trailkeeper_consolidate(&["--from", &old, "--to", &format!("s3://{central}")]).await;
+    assert_eq!(run.code, 0, "{:?}\n{}", run.lines, run.stderr);
+    assert_eq!(run.summary()["copied"], history.objects().count() as u64);
+    let events = drain(&queue_url);
+    for event in &events {
+        invoke(event.clone()).await;
+    }
+    let alerts = published(&topic);
+    assert_eq!(
+        events.len(),
+        0,
+        "copies reached the digest-validator as deliveries, e.g. {:?}",
+        events.first().map(|e| &e["detail"])
+    );
+    assert_eq!(alerts.len(), 0, "{:?}", alerts.first());
+    assert!(deps.records.0.lock().unwrap().is_empty());
+
+    // Written in place by PutObject, as CloudTrail delivers, a digest is still judged: this one
+    // names the old bucket as where it was delivered, so it is `moved`, and alerted.
+    let digest = &history.digests[50].object;
+    put(&s3, &central, digest).await;
+    let events = drain(&queue_url);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["object"]["key"], digest.key.as_str());
+    assert_eq!(events[0]["detail"]["reason"], "PutObject");
+    invoke(events[0].clone()).await;
+    let alerts = published(&topic);
+    assert!(!alerts.is_empty(), "the digest put in place is alerted");
+    assert!(
+        alerts.iter().all(|(_, m)| m.contains(&digest.key)),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.iter().any(|(_, m)| m.contains("moved")),
+        "{alerts:?}"
+    );
+}

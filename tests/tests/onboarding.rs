@@ -236,7 +236,21 @@ async fn new_accounts_are_onboarded_across_accounts_and_a_rerun_changes_nothing(
     assert_eq!(bucket_policy(&s3, &l.bucket).await, text, "byte for byte");
 
     // Someone turns validation off, moves the prefix and stops logging: repaired and reported.
+    // CloudTrail (and the harness) refuses a prefix the bucket policy does not admit, so the
+    // bucket's owner first lets trails write under elsewhere/ too, with a statement of its own.
     let victim = &l.members[2];
+    let mut doc: Value = serde_json::from_str(&bucket_policy(&s3, &l.bucket).await).unwrap();
+    doc["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "OwnersElsewhere", "Effect": "Allow",
+        "Principal": {"Service": "cloudtrail.amazonaws.com"},
+        "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{}/elsewhere/AWSLogs/*", l.bucket),
+        "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}}));
+    s3.put_bucket_policy()
+        .bucket(&l.bucket)
+        .policy(doc.to_string())
+        .send()
+        .await
+        .expect("the owner adds a statement of its own");
     let (ct, _) = member_trail(&l.mgmt, victim, "trailkeeper").await;
     ct.update_trail()
         .name("trailkeeper")

@@ -1,7 +1,9 @@
 //! `trailkeeper retire` on the emulator: an old bucket (versioned, with noncurrent versions and
 //! delete markers) and the trails that wrote to it, one in the caller's account and one in a
-//! member account, retired after `trailkeeper consolidate`; refused when one object lacks a
-//! verified copy; a plan that changes nothing; objects that land after the check.
+//! member account, retired after `trailkeeper consolidate --all-versions` and a clean
+//! `trailkeeper validate --manifest`; refused when one object lacks a verified copy; a plan that
+//! changes nothing; objects that land after the check; an overwritten log's original, which
+//! exists only as a noncurrent version, never destroyed.
 
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
@@ -10,7 +12,7 @@ use trailkeeper::consolidate::Location;
 use trailkeeper::events::AccountId;
 use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::policy::TrailArn;
-use trailkeeper::retire::{Retirer, TrailTarget};
+use trailkeeper::retire::{Retirer, TrailTarget, ValidationReport};
 use trailkeeper::testdata::{Generator, TestKey, TrailLayout};
 use trailkeeper::trail::TrailEnabler;
 use trailkeeper_e2e::*;
@@ -84,6 +86,7 @@ async fn old_bucket(s3: &aws_sdk_s3::Client, name: &str, hours: usize) -> (Strin
         t0() - chrono::Duration::days(1),
         t0() + chrono::Duration::days(30),
     );
+    register_keys(&[&key]);
     let bucket = unique_bucket(name);
     create_bucket(s3, &bucket).await;
     enable_versioning(s3, &bucket).await;
@@ -106,9 +109,28 @@ async fn central_bucket(s3: &aws_sdk_s3::Client, name: &str) -> String {
     bucket
 }
 
-async fn consolidate(old: &str, central: &str) {
-    let run = trailkeeper_consolidate(&["--from", old, "--to", central]).await;
+/// Consolidates every state of the old bucket's history (`--all-versions`); the manifest.
+async fn consolidate(old: &str, central: &str) -> String {
+    let run = trailkeeper_consolidate(&["--from", old, "--to", central, "--all-versions"]).await;
     assert_eq!(run.code, 0, "{:?}\n{}", run.lines, run.stderr);
+    run.summary()["manifest"]
+        .as_str()
+        .expect("a manifest")
+        .to_string()
+}
+
+/// `trailkeeper validate --manifest` of the copied history, which must be clean, saved as retire
+/// reads it; the file's path.
+async fn validated(central: &str, manifest: &str) -> String {
+    let v = trailkeeper_validate(&["--bucket", central, "--manifest", manifest]).await;
+    assert_eq!(v.code, 0, "{:?}\n{}", v.not_valid(), v.stderr);
+    let path = std::env::temp_dir().join(format!("{central}-validation.jsonl"));
+    std::fs::write(
+        &path,
+        v.lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .expect("write the validation");
+    path.to_string_lossy().into_owned()
 }
 
 /// A trail named `name` writing to `bucket`, in the caller's account; its ARN.
@@ -196,7 +218,8 @@ async fn a_consolidated_bucket_and_its_trails_are_retired_after_a_plan_that_chan
     let s3 = s3().await;
     let (old, objects) = old_bucket(&s3, "retire-old", 4).await;
     let central = central_bucket(&s3, "retire-central").await;
-    consolidate(&old, &central).await;
+    let manifest = consolidate(&old, &central).await;
+    let validation = validated(&central, &manifest).await;
     let own = own_trail(&mgmt, &unique_bucket("legacy"), &old).await;
     let member = AccountId::new(&create_accounts(&mgmt, "retire", 1).await[0]).unwrap();
     let member_ct = member_cloudtrail(&mgmt, &central, member).await;
@@ -217,6 +240,8 @@ async fn a_consolidated_bucket_and_its_trails_are_retired_after_a_plan_that_chan
         own.as_str(),
         "--trail",
         theirs.as_str(),
+        "--validation",
+        validation.as_str(),
     ];
     let (code, lines, err) = retire(&central, &mgmt, &args).await;
     assert_eq!(code, 0, "{lines:#?}\n{err}");
@@ -335,13 +360,14 @@ async fn one_object_without_a_verified_copy_refuses_the_whole_retirement_and_cha
         assert!(trail_exists(&aws_sdk_cloudtrail::Client::new(&mgmt), &trail).await);
     }
 
-    // A bucket nobody consolidated: every object is named, and nothing is deleted.
+    // A bucket nobody consolidated: every object is named (and the overwritten log's earlier
+    // version under AWSLogs/), and nothing is deleted.
     let (never, n) = old_bucket(&s3, "never", 2).await;
     let never_before = versions(&s3, &never).await;
     let from = format!("s3://{never}");
     let (code, lines, _) = retire(&central, &mgmt, &["--from", &from, "--yes"]).await;
     assert_eq!(code, 1);
-    assert_eq!(summary(&lines)["unverified"], n as u64);
+    assert_eq!(summary(&lines)["unverified"], n as u64 + 1);
     assert_eq!(versions(&s3, &never).await, never_before);
 
     // The central bucket itself, or a trail that writes elsewhere, is refused as an error.
@@ -376,7 +402,11 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
     let s3 = s3().await;
     let (old, _) = old_bucket(&s3, "landed-old", 2).await;
     let central = central_bucket(&s3, "landed-central").await;
-    consolidate(&old, &central).await;
+    let manifest = consolidate(&old, &central).await;
+    let validation = validated(&central, &manifest).await;
+    let report =
+        ValidationReport::parse(&validation, &std::fs::read_to_string(&validation).unwrap())
+            .unwrap();
     let arn = own_trail(&mgmt, &unique_bucket("landed"), &old).await;
     let c = config(&central);
     let trail = TrailTarget::new(
@@ -392,7 +422,7 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
     let trails = [trail];
     let retirer = Retirer::new(s3.clone(), 8);
     let plan = retirer
-        .plan(&old, &Location::new(&central, None), &trails)
+        .plan(&old, &Location::new(&central, None), &trails, Some(&report))
         .await
         .expect("plan");
     assert!(!plan.refused(), "{:?}", plan.unverified);
@@ -419,11 +449,217 @@ async fn an_object_that_lands_after_the_check_stops_the_deletion_after_the_trail
     let (code, lines, err) = retire(
         &central,
         &mgmt,
-        &["--from", &from, "--trail", &arn, "--yes"],
+        &[
+            "--from",
+            &from,
+            "--trail",
+            &arn,
+            "--yes",
+            "--validation",
+            &validation,
+        ],
     )
     .await;
     assert_eq!(code, 0, "{lines:#?}\n{err}");
     assert_eq!(summary(&lines)["status"], "retired");
     assert_eq!(summary(&lines)["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(versions(&s3, &old).await, None);
+}
+
+/// The version ids of `key` in `bucket` that are not its current version, and the ids of the
+/// delete markers over it (read with the SDK alone).
+async fn earlier_states(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> (Vec<String>, Vec<String>) {
+    let page = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("list versions of {bucket}/{key}: {e:?}"));
+    let noncurrent = page
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(key) && v.is_latest() != Some(true))
+        .map(|v| v.version_id().unwrap_or("null").to_string())
+        .collect();
+    let markers = page
+        .delete_markers()
+        .iter()
+        .filter(|m| m.key() == Some(key))
+        .map(|m| m.version_id().unwrap_or("null").to_string())
+        .collect();
+    (noncurrent, markers)
+}
+
+/// Attack 5: in an old bucket where a log was overwritten (and another deleted), the originals
+/// exist only as noncurrent versions. Retire must not destroy them: it refuses until
+/// `consolidate --all-versions` has copied them (keyed by version id, outside `AWSLogs/`) and a
+/// clean `validate --manifest` of the copied history is shown; here the history is not clean
+/// (the overwritten log's copy is the forgery), so it stays refused, naming what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_never_destroys_the_only_untampered_copy_of_an_overwritten_log() {
+    let mgmt = aws_config().await;
+    let s3 = s3().await;
+    let key = TestKey::generate(
+        t0() - chrono::Duration::days(1),
+        t0() + chrono::Duration::days(30),
+    );
+    register_keys(&[&key]);
+    let old = unique_bucket("evidence-old");
+    create_bucket(&s3, &old).await;
+    enable_versioning(&s3, &old).await;
+    let layout = TrailLayout::new(&old, CALLER, "us-east-1");
+    let history = Generator::new(layout, &key, 11).chain(t0(), 3, None, |_| 2);
+    upload(&s3, &old, &history).await;
+    let overwritten = history.logs[0].clone();
+    let deleted = history.logs[1].key.clone();
+    put_bytes(
+        &s3,
+        &old,
+        &overwritten.key,
+        &trailkeeper::testdata::gzip(b"{\"Records\":[]}"),
+    )
+    .await;
+    delete(&s3, &old, &deleted).await;
+    let (original, _) = earlier_states(&s3, &old, &overwritten.key).await;
+    assert_eq!(original.len(), 1, "the original is one noncurrent version");
+    let (deleted_versions, deleted_markers) = earlier_states(&s3, &old, &deleted).await;
+    assert_eq!((deleted_versions.len(), deleted_markers.len()), (1, 1));
+    let central = central_bucket(&s3, "evidence-central").await;
+    // The current state only, as consolidate copies without --all-versions.
+    let run = trailkeeper_consolidate(&["--from", &old, "--to", &central]).await;
+    assert_eq!(run.code, 0, "{:?}\n{}", run.lines, run.stderr);
+    let old_before = versions(&s3, &old).await.expect("the old bucket");
+    let from = format!("s3://{old}");
+
+    // Only the current state was copied, and nothing validated it: refused, naming the
+    // original of the overwritten log, the deleted log's version and its delete marker.
+    let (code, lines, err) = retire(&central, &mgmt, &["--from", &from, "--yes"]).await;
+    assert_eq!(code, 1, "{lines:#?}\n{err}");
+    assert_eq!(summary(&lines)["status"], "refused", "{lines:#?}");
+    assert_eq!(
+        versions(&s3, &old).await.as_ref(),
+        Some(&old_before),
+        "nothing deleted"
+    );
+    let blocked = |lines: &[Value], key: &str, version: &str| -> String {
+        lines
+            .iter()
+            .find(|l| l["status"] == "unverified" && l["key"] == key && l["version_id"] == version)
+            .unwrap_or_else(|| panic!("{key} version {version} is named: {lines:#?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let why = blocked(&lines, &overwritten.key, &original[0]);
+    assert!(
+        why.contains("noncurrent version") && why.contains("consolidate --all-versions"),
+        "{why}"
+    );
+    let why = blocked(&lines, &deleted, &deleted_versions[0]);
+    assert!(why.contains("noncurrent version"), "{why}");
+    let why = blocked(&lines, &deleted, &deleted_markers[0]);
+    assert!(why.contains("delete marker"), "{why}");
+    let validation = lines
+        .iter()
+        .find(|l| l["type"] == "validation")
+        .unwrap_or_else(|| panic!("the missing validation is named: {lines:#?}"));
+    assert_eq!(validation["status"], "missing", "{validation}");
+    assert!(
+        validation["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--manifest"),
+        "{validation}"
+    );
+
+    // Every earlier state copied, by version id, outside AWSLogs/, byte for byte.
+    let run = trailkeeper_consolidate(&["--from", &old, "--to", &central, "--all-versions"]).await;
+    assert_eq!(run.code, 0, "{:?}\n{}", run.lines, run.stderr);
+    assert_eq!(run.summary()["delete_markers"], 1, "{}", run.summary());
+    let manifest = run.summary()["manifest"].as_str().unwrap().to_string();
+    let kept = format!(
+        "trailkeeper-versions/{old}/{}/{}",
+        original[0], overwritten.key
+    );
+    let body = s3
+        .get_object()
+        .bucket(&central)
+        .key(&kept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the original at {kept}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(
+        body.as_ref(),
+        overwritten.body.as_slice(),
+        "the untampered bytes"
+    );
+    assert_eq!(
+        list_keys(&s3, &central, &format!("trailkeeper-versions/{old}/"))
+            .await
+            .len(),
+        2,
+        "the two noncurrent versions"
+    );
+
+    // The copied history does not validate: the overwritten log's copy is the forgery, the
+    // deleted one was never copied. Retire stays refused, naming both and the findings.
+    let v = trailkeeper_validate(&["--bucket", &central, "--manifest", &manifest]).await;
+    assert_eq!(v.code, 1, "{:?}", v.not_valid());
+    let report = std::env::temp_dir().join(format!("{old}-validation.jsonl"));
+    std::fs::write(
+        &report,
+        v.lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let report = report.to_string_lossy().into_owned();
+    let (code, lines, err) = retire(
+        &central,
+        &mgmt,
+        &["--from", &from, "--yes", "--validation", &report],
+    )
+    .await;
+    assert_eq!(code, 1, "{lines:#?}\n{err}");
+    assert_eq!(summary(&lines)["status"], "refused");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["status"] == "unverified" && l["version_id"].is_string()),
+        "every earlier state has its verified copy: {lines:#?}"
+    );
+    let validation = lines
+        .iter()
+        .find(|l| l["type"] == "validation")
+        .expect("named");
+    assert_eq!(validation["status"], "not_clean", "{validation}");
+    let reason = validation["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("hash_mismatch") && reason.contains(&overwritten.key),
+        "{reason}"
+    );
+    let current = lines
+        .iter()
+        .find(|l| l["status"] == "unverified" && l["key"] == overwritten.key.as_str())
+        .unwrap_or_else(|| panic!("the overwritten log is named: {lines:#?}"));
+    assert!(
+        current["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hash_mismatch"),
+        "{current}"
+    );
+    assert_eq!(
+        versions(&s3, &old).await.as_ref(),
+        Some(&old_before),
+        "nothing deleted"
+    );
 }

@@ -180,6 +180,7 @@ fn audit_of(account: AccountId, findings: &[&str]) -> AccountAudit {
         trail: None,
         admitted: BTreeMap::new(),
         other_trails: vec![],
+        streams: None,
         findings: findings.iter().map(|f| f.to_string()).collect(),
         error: None,
     }

@@ -20,6 +20,9 @@ pub struct InputError {
 pub struct ObjectCreatedDetail {
     pub bucket: NamedBucket,
     pub object: CreatedObject,
+    /// The S3 API call that created the object: `PutObject`, `CopyObject`, ….
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,12 +101,10 @@ pub fn parse(event: &Value) -> Result<Invocation, InputError> {
         let e: S3Event = typed(event, KIND)?;
         let mut objects = Vec::new();
         for (i, r) in e.records.iter().enumerate() {
-            if !r
-                .event_name
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("ObjectCreated")
-            {
+            let name = r.event_name.as_deref().unwrap_or_default();
+            // CloudTrail never copies: a copy is not a delivery (README, "Copies are not
+            // deliveries").
+            if !name.starts_with("ObjectCreated") || name == "ObjectCreated:Copy" {
                 continue;
             }
             let (Some(bucket), Some(key)) = (&r.s3.bucket.name, &r.s3.object.key) else {
@@ -126,6 +127,12 @@ pub fn parse(event: &Value) -> Result<Invocation, InputError> {
         }
         let e: EventBridgeEvent<ObjectCreatedDetail> =
             typed(event, "EventBridge S3 Object Created event")?;
+        if e.detail.reason.as_deref() == Some("CopyObject") {
+            return Ok(Invocation::Ignored(format!(
+                "s3://{}/{} was created by CopyObject, which CloudTrail never uses: a copy is not a delivery (trailkeeper validate --manifest judges copies)",
+                e.detail.bucket.name, e.detail.object.key
+            )));
+        }
         // EventBridge keys are not encoded.
         return Ok(Invocation::Objects(vec![ObjectRef::new(
             e.detail.bucket.name,
@@ -190,6 +197,24 @@ mod tests {
             }
         }
         assert_eq!(seen, 5);
+    }
+
+    #[test]
+    fn copies_are_not_deliveries() {
+        let mut eb = sample("eventbridge-object-created.json");
+        eb["detail"]["reason"] = "CopyObject".into();
+        let Invocation::Ignored(why) = parse(&eb).unwrap() else {
+            panic!("a CopyObject event was taken for a delivery")
+        };
+        assert!(
+            why.contains("CopyObject") && why.contains(SAMPLE_KEY),
+            "{why}"
+        );
+        eb["detail"]["reason"] = "PutObject".into();
+        assert!(matches!(parse(&eb).unwrap(), Invocation::Objects(o) if o.len() == 1));
+        let mut s3 = sample("s3-object-created.json");
+        s3["Records"][0]["eventName"] = "ObjectCreated:Copy".into();
+        assert!(matches!(parse(&s3).unwrap(), Invocation::Objects(o) if o.is_empty()));
     }
 
     #[test]

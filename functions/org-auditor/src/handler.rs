@@ -12,8 +12,10 @@ use trailkeeper::alerts::{Alert, AlertTopic};
 use trailkeeper::audit::{AccountAudit, Auditor, metrics_record};
 use trailkeeper::config::{self, ConfigError};
 use trailkeeper::events::AccountId;
+use trailkeeper::freshness::{self, Watch};
 use trailkeeper::onboard::{OnboardConfig, active_accounts};
 use trailkeeper::securityhub::SecurityHub;
+use trailkeeper::store::{Store, s3_client};
 use trailkeeper::trail::{Backoff, RoleName, assume_role};
 
 /// Settings besides the onboarding ones (`TRAILKEEPER_*`), read once at start-up.
@@ -105,12 +107,19 @@ pub enum HandlerError {
     /// The audit could not run as a whole (accounts, reader role, policies): worth a retry.
     #[error("the organization audit could not run: {0}")]
     Audit(String),
+    /// An event asking for something this function does not do: retrying cannot help.
+    #[error("the event is not an org-auditor event: {0}")]
+    Event(String),
 }
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {
+        let error_type = match e {
+            HandlerError::Audit(_) => "AuditFailed",
+            HandlerError::Event(_) => "BadEvent",
+        };
         Diagnostic {
-            error_type: "AuditFailed".into(),
+            error_type: error_type.into(),
             error_message: e.to_string(),
         }
     }
@@ -125,13 +134,49 @@ fn own_account(invoked_function_arn: &str) -> Option<AccountId> {
         .and_then(|a| AccountId::new(a).ok())
 }
 
-/// Audits the organization. The event is not read (a schedule's, or `{}` by hand): the audit
-/// only reads, so any invocation is safe.
+/// What an invocation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The daily audit: any event without `check` (a schedule's, or `{}` by hand).
+    Audit,
+    /// The hourly freshness check: `{"check": "freshness", "maxDigestAgeMinutes": N}`.
+    Freshness { max_age: chrono::Duration },
+}
+
+fn check_of(event: &Value) -> Result<Check, HandlerError> {
+    match event.get("check").and_then(Value::as_str) {
+        None => Ok(Check::Audit),
+        Some("freshness") => {
+            let max_age = match event.get("maxDigestAgeMinutes") {
+                None => freshness::default_max_age(),
+                Some(v) => match v.as_i64().filter(|m| (60..=10_080).contains(m)) {
+                    Some(m) => chrono::Duration::minutes(m),
+                    None => {
+                        return Err(HandlerError::Event(format!(
+                            "maxDigestAgeMinutes is {v}, expected minutes from 60 to 10080"
+                        )));
+                    }
+                },
+            };
+            Ok(Check::Freshness { max_age })
+        }
+        Some(other) => Err(HandlerError::Event(format!(
+            "check is {other:?}, expected \"freshness\" or no check (the daily audit)"
+        ))),
+    }
+}
+
+/// Audits the organization, or checks its freshness. Either only reads, so any invocation is
+/// safe.
 pub async fn handle<R: RecordSink>(
     deps: &Deps<R>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, HandlerError> {
-    let audits = audit(deps, own_account(&event.context.invoked_function_arn)).await?;
+    let caller = own_account(&event.context.invoked_function_arn);
+    if let Check::Freshness { max_age } = check_of(&event.payload)? {
+        return check_freshness(deps, caller, max_age).await;
+    }
+    let audits = audit(deps, caller).await?;
     let now = Utc::now();
     deps.records.write(&metrics_record(&audits, now));
     let mut alerted = 0;
@@ -171,6 +216,18 @@ async fn audit<R: RecordSink>(
     deps: &Deps<R>,
     caller: Option<AccountId>,
 ) -> Result<Vec<AccountAudit>, HandlerError> {
+    let (auditor, accounts, _) = auditor(deps, caller).await?;
+    auditor
+        .audit_all(accounts, deps.config.concurrency)
+        .await
+        .map_err(HandlerError::Audit)
+}
+
+/// The auditor, the ACTIVE accounts, and the log-archive side's credentials.
+async fn auditor<R: RecordSink>(
+    deps: &Deps<R>,
+    caller: Option<AccountId>,
+) -> Result<(Auditor, Vec<AccountId>, aws_config::SdkConfig), HandlerError> {
     let fail = HandlerError::Audit;
     let accounts = active_accounts(&aws_sdk_organizations::Client::new(&deps.aws))
         .await
@@ -189,10 +246,73 @@ async fn audit<R: RecordSink>(
         deps.backoff,
         caller,
     );
-    auditor
+    Ok((auditor, accounts, archive))
+}
+
+/// The hourly check: for every account the policies admit and whose trail exists, its trail
+/// status and every region's newest digest; one alert per stale stream (and per trail not
+/// logging or delivering), one metrics record. Accounts that could not be read, or are not
+/// covered for other reasons, are the daily audit's to report.
+async fn check_freshness<R: RecordSink>(
+    deps: &Deps<R>,
+    caller: Option<AccountId>,
+    max_age: chrono::Duration,
+) -> Result<Value, HandlerError> {
+    let (auditor, accounts, archive) = auditor(deps, caller).await?;
+    let d = &deps.onboard.destination;
+    let watch = Watch::new(
+        Store::new(s3_client(&archive)),
+        d.bucket.as_str(),
+        d.prefix.as_ref().map(|p| p.as_str()),
+        deps.onboard.trail_name.as_str(),
+        max_age,
+    );
+    let audits = auditor
+        .with_freshness(watch.clone())
         .audit_all(accounts, deps.config.concurrency)
         .await
-        .map_err(fail)
+        .map_err(HandlerError::Audit)?;
+    let watched: Vec<&AccountAudit> = audits
+        .iter()
+        .filter(|a| a.error.is_none() && a.trail.is_some() && a.admitted.values().all(|v| *v))
+        .collect();
+    let streams: Vec<(String, freshness::StreamAge)> = watched
+        .iter()
+        .flat_map(|a| {
+            a.streams
+                .iter()
+                .flatten()
+                .map(|s| (a.account.to_string(), s.clone()))
+        })
+        .collect();
+    deps.records
+        .write(&freshness::metrics_record(&streams, Utc::now()));
+    let mut alerted = 0;
+    let mut alert_errors = Vec::new();
+    for alert in watched.iter().flat_map(|a| Alert::for_freshness(a, &watch)) {
+        tracing::warn!(subject = %alert.subject, "freshness");
+        if let Some(topic) = &deps.alerts {
+            match topic.publish(&alert).await {
+                Ok(()) => alerted += 1,
+                Err(e) => alert_errors.push(e.to_string()),
+            }
+        }
+    }
+    if !alert_errors.is_empty() {
+        return Err(HandlerError::Audit(alert_errors.join("; ")));
+    }
+    let stale: Vec<String> = watched
+        .iter()
+        .flat_map(|a| watch.findings(a.account.as_str(), a.streams.as_deref().unwrap_or_default()))
+        .collect();
+    Ok(json!({
+        "check": "freshness",
+        "status": if streams.iter().any(|(_, s)| s.stale) { "stale" } else { "fresh" },
+        "accounts": watched.len(),
+        "streams": streams.len(),
+        "stale": stale,
+        "alerts": alerted,
+    }))
 }
 
 #[cfg(test)]
@@ -207,6 +327,33 @@ mod tests {
         );
         assert_eq!(own_account(""), None);
         assert_eq!(own_account("arn:aws:lambda:us-east-1:12:function:x"), None);
+    }
+
+    #[test]
+    fn the_event_says_which_check() {
+        assert_eq!(check_of(&json!({})).unwrap(), Check::Audit);
+        assert_eq!(
+            check_of(&json!({"check": "freshness", "maxDigestAgeMinutes": 180})).unwrap(),
+            Check::Freshness {
+                max_age: chrono::Duration::minutes(180)
+            }
+        );
+        assert_eq!(
+            check_of(&json!({"check": "freshness"})).unwrap(),
+            Check::Freshness {
+                max_age: freshness::default_max_age()
+            }
+        );
+        for bad in [
+            json!({"check": "everything"}),
+            json!({"check": "freshness", "maxDigestAgeMinutes": 5}),
+            json!({"check": "freshness", "maxDigestAgeMinutes": "2h"}),
+        ] {
+            assert!(
+                matches!(check_of(&bad), Err(HandlerError::Event(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

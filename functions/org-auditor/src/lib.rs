@@ -2,7 +2,9 @@
 //! audits every ACTIVE account of the organization as `trailkeeper audit` does: its trail
 //! (there, multi-region, validated, logging, delivering) and its admission to the central bucket
 //! (and key) policy. The findings go out as embedded metrics and one SNS alert per account that
-//! is not covered.
+//! is not covered. Hourly (a second schedule, `{"check": "freshness"}`) it checks that every
+//! admitted account's digests keep arriving in every region (`trailkeeper::freshness`), with
+//! one alert per stale stream.
 
 pub mod handler;
 
@@ -23,5 +25,9 @@ pub const CALLS: &[&[&str]] = &[
     trailkeeper::securityhub::RESOLVE_CALLS,
 ];
 
-/// What the log-archive account's `AuditReaderRole` must allow: reading the policies.
-pub const ARCHIVE_READER_CALLS: &[&[&str]] = &[trailkeeper::audit::POLICY_READ_CALLS];
+/// What the log-archive account's `AuditReaderRole` must allow: reading the policies, and
+/// listing the digest keys for the hourly freshness check.
+pub const ARCHIVE_READER_CALLS: &[&[&str]] = &[
+    trailkeeper::audit::POLICY_READ_CALLS,
+    trailkeeper::freshness::CALLS,
+];
