@@ -308,7 +308,11 @@ impl DigestReport {
                 })
             })
             .collect();
-        let hours_without_chain: f64 = self.gaps().filter_map(Verdict::hours).sum();
+        // fold from +0.0: an empty f64 sum is -0.0, which would reach the record as `-0.0`.
+        let hours_without_chain: f64 = self
+            .gaps()
+            .filter_map(Verdict::hours)
+            .fold(0.0, |a, h| a + h);
         serde_json::json!({
             "_aws": {
                 "Timestamp": now.timestamp_millis(),
@@ -432,6 +436,8 @@ mod tests {
                             {"Name": "LogFilesValidated", "Unit": "Count"},
                             {"Name": "LogFilesInvalid", "Unit": "Count"},
                             {"Name": "BytesHashed", "Unit": "Bytes"},
+                            {"Name": "ChainGaps", "Unit": "Count"},
+                            {"Name": "HoursWithoutChain", "Unit": "None"},
                         ],
                     }],
                 },
@@ -442,6 +448,8 @@ mod tests {
                 "LogFilesValidated": 2,
                 "LogFilesInvalid": 1,
                 "BytesHashed": 2048,
+                "ChainGaps": 0,
+                "HoursWithoutChain": 0.0,
                 "verdict": "valid",
                 "trail": "trailkeeper",
                 "bucket": "central-logs",
@@ -452,6 +460,7 @@ mod tests {
                 "compressedBytes": 512,
                 "findings": [{"type": "log", "status": "hash_mismatch", "key": "AWSLogs/b.json.gz",
                               "reason": "SHA-256 differs"}],
+                "gaps": [],
             })
         );
     }
@@ -501,8 +510,8 @@ mod tests {
             "ca-central-1",
             "sa-east-1",
         ];
-        assert_eq!(metrics(2, &seventeen[..2]), 5);
-        assert_eq!(metrics(50, &seventeen), 5);
-        assert_eq!(metrics(500, &seventeen), 5);
+        assert_eq!(metrics(2, &seventeen[..2]), 7);
+        assert_eq!(metrics(50, &seventeen), 7);
+        assert_eq!(metrics(500, &seventeen), 7);
     }
 }
