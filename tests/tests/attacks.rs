@@ -439,3 +439,65 @@ async fn attack_3_a_log_no_digest_lists_is_unreferenced_unless_too_recent_to_jud
         .collect();
     assert_eq!(found, vec![finding]);
 }
+
+/// Attack 3, in the Lambda: the digest that spans midnight sweeps the day before for logs no
+/// digest lists, so a forged log raises an alert within about an hour of its day's end; the
+/// other digests of the day sweep nothing.
+#[tokio::test]
+async fn attack_3_the_digest_validator_sweeps_the_day_before_for_unreferenced_logs() {
+    let sc = Scene::new("forged-log-lambda").await;
+    let mut g = sc.generator(&sc.bucket, "eu-west-1", 403);
+    // Digests end at 22:04, 23:04, 00:04 and 01:04: the third one's window holds midnight.
+    let start = t0() + Duration::hours(13);
+    let history = g.chain(start, 4, None, |_| 2);
+    let (forged, _) = g.log(start + Duration::minutes(75), 3);
+    upload(&sc.s3, &sc.bucket, &history).await;
+    put(&sc.s3, &sc.bucket, &forged).await;
+    let (deps, topic) = sc.lambda().await;
+
+    // Hours within the day: no sweep.
+    for d in &history.digests[..2] {
+        invoke(&deps, &sc.bucket, &d.object.key).await;
+    }
+    assert!(published(&topic).is_empty(), "{:?}", published(&topic));
+    let swept = |deps: &Deps<Records>| {
+        deps.records
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.get("sweep").is_some())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(swept(&deps).is_empty());
+
+    let midnight = &history.digests[2];
+    invoke(&deps, &sc.bucket, &midnight.object.key).await;
+    let sweeps = swept(&deps);
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    assert_eq!(sweeps[0]["sweep"], "2026-04-01");
+    assert_eq!(sweeps[0]["region"], "eu-west-1");
+    let found = sweeps[0]["unreferenced"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["key"], forged.key.as_str());
+    assert_eq!(found[0]["status"], "unreferenced");
+    let alerts = published(&topic);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        alerts[0].0,
+        format!("trailkeeper: log file unreferenced in account {ACCOUNT} eu-west-1")
+    );
+    assert!(alerts[0].1.contains(&forged.key), "{}", alerts[0].1);
+    assert!(
+        alerts[0]
+            .1
+            .contains("--start 2026-04-01T00:00:00Z --end 2026-04-02T00:00:00Z"),
+        "{}",
+        alerts[0].1
+    );
+    // The next hour sweeps nothing more.
+    invoke(&deps, &sc.bucket, &history.digests[3].object.key).await;
+    assert_eq!(swept(&deps).len(), 1);
+    assert_eq!(published(&topic).len(), 1);
+}
