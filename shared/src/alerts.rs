@@ -81,8 +81,11 @@ impl Alert {
 /// was judged (alerts and Security Hub's remediation text). A gap is judged from its start, and
 /// fails the run with `--fail-on-gap`.
 pub fn reproduce_command(finding: &Verdict, period: (DateTime<Utc>, DateTime<Utc>)) -> String {
+    use crate::report::{LogStatus, Status};
     let (start, gap) = match finding.status {
-        crate::report::Status::Gap => (finding.window.map_or(period.1, |w| w.0), " --fail-on-gap"),
+        Status::Gap => (finding.window.map_or(period.1, |w| w.0), " --fail-on-gap"),
+        // The sweep judged a whole day: validate that day again.
+        Status::Log(LogStatus::Unreferenced) => (period.0, ""),
         _ => (period.1, ""),
     };
     format!(

@@ -2,7 +2,7 @@
 //! finding. A finding is a successful invocation that reports it; only an error worth retrying
 //! (throttling, network, permissions) fails the invocation.
 
-use chrono::Utc;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent, tracing};
 use serde_json::{Value, json};
 use trailkeeper::alerts::{Alert, AlertTopic};
@@ -12,7 +12,7 @@ use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource};
 use trailkeeper::report::DigestReport;
 use trailkeeper::securityhub::{HubFinding, SecurityHub};
 use trailkeeper::store::{ObjectRef, Store, s3_client};
-use trailkeeper::validate::Engine;
+use trailkeeper::validate::{Engine, RegionDir};
 
 use crate::input::{self, BatchInvocation, InputError, Invocation};
 
@@ -144,9 +144,67 @@ impl<R: RecordSink> Deps<R> {
                 topic.publish(&alert).await.map_err(|e| e.to_string())?;
             }
         }
+        if let Some(day) = sweep_day(&key, report.period) {
+            self.sweep(&object.bucket, &key, day).await?;
+        }
         Ok(Outcome::Validated(Box::new(report)))
     }
 
+    /// The logs of `day` in the digest's account and region that no digest lists (forged logs
+    /// dropped into a log folder): one record, and a finding and alert for each.
+    async fn sweep(&self, bucket: &str, key: &DigestKey, day: NaiveDate) -> Result<(), String> {
+        let dir = RegionDir {
+            org_id: key.org_id.clone(),
+            account: key.account.clone(),
+            region: key.region.clone(),
+        };
+        let sweep = self
+            .engine
+            .unreferenced_logs(bucket, key.prefix.as_deref(), &dir, day)
+            .await;
+        if !sweep.errors.is_empty() {
+            return Err(format!(
+                "the sweep of {day} for unreferenced logs of account {} in {}: {}",
+                key.account,
+                key.region,
+                sweep.errors.join("; ")
+            ));
+        }
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        let period = (start, start + chrono::Duration::days(1));
+        self.records.write(&json!({
+            "sweep": day.to_string(), "account": key.account, "region": key.region,
+            "unreferenced": sweep.unreferenced.iter()
+                .map(|v| serde_json::from_str::<Value>(&v.to_json_line()).unwrap_or_default())
+                .collect::<Vec<_>>(),
+        }));
+        if let Some(hub) = &self.security_hub {
+            let findings: Vec<HubFinding> = sweep
+                .unreferenced
+                .iter()
+                .map(|v| HubFinding::for_verdict(v, None, period))
+                .collect();
+            hub.import(&findings).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(topic) = &self.alerts {
+            for v in &sweep.unreferenced {
+                let alert = Alert::for_finding(v, None, period);
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The day to sweep for unreferenced logs after validating a digest: the day that ended within
+/// its window. A stream's windows meet end to start, so one standard digest a day spans
+/// midnight, and each day is swept once, within about an hour of its end.
+fn sweep_day(key: &DigestKey, period: (DateTime<Utc>, DateTime<Utc>)) -> Option<NaiveDate> {
+    let (start, end) = (period.0.date_naive(), period.1.date_naive());
+    (!key.backfill && start < end).then_some(start)
+}
+
+impl<R: RecordSink> Deps<R> {
     async fn batch(&self, invocation: BatchInvocation) -> Value {
         let mut results = Vec::with_capacity(invocation.tasks.len());
         for task in &invocation.tasks {
