@@ -32,10 +32,7 @@ impl Alert {
         digest_key: Option<&str>,
         period: (DateTime<Utc>, DateTime<Utc>),
     ) -> Self {
-        let kind = match finding.kind() {
-            "log" => "log file",
-            other => other,
-        };
+        let kind = finding.kind_name();
         let mut subject = format!(
             "trailkeeper: {} {} in account {} {}",
             kind,

@@ -119,6 +119,14 @@ impl Verdict {
         }
     }
 
+    /// The kind as a person reads it (alerts, Security Hub titles): `log file`, `digest`, `gap`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind() {
+            "log" => "log file",
+            other => other,
+        }
+    }
+
     pub fn status_str(&self) -> &'static str {
         match self.status {
             Status::Digest(s) => s.as_str(),

@@ -165,10 +165,7 @@ impl HubFinding {
                 (Severity::Informational, vec![COVERAGE])
             }
         };
-        let kind = match finding.kind() {
-            "log" => "log file",
-            other => other,
-        };
+        let kind = finding.kind_name();
         let (from, until) = finding.window.unwrap_or(period);
         let subject = match &finding.key {
             Some(key) => Subject::Object {
