@@ -215,6 +215,58 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// The tripwire's alert for one write or delete under `AWSLogs/` that CloudTrail did not
+    /// make: what, which object and version, who (requester and source IP), when, and S3's
+    /// request id, with what to look at next.
+    pub fn for_tamper(t: &crate::tripwire::Tamper) -> Self {
+        let d = &t.event.detail;
+        let account = t.account.as_deref().unwrap_or("(unknown)");
+        let mut subject = format!(
+            "trailkeeper: {} {} in account {account}",
+            t.object_kind,
+            t.kind.as_str()
+        );
+        subject.truncate(100);
+        let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not given)".into());
+        let validate = match (&t.account, &t.region) {
+            (Some(a), Some(r)) => format!(
+                "\n  trailkeeper validate --bucket {} --account {a} --region {r}",
+                d.bucket.name
+            ),
+            _ => String::new(),
+        };
+        let message = format!(
+            "trailkeeper's tripwire saw a change to the CloudTrail archive that CloudTrail did not make.\n\n\
+             What:       {kind}: {why}\n\
+             Where:      s3://{bucket}/{key}\n\
+             Version:    {version}\n\
+             Requester:  {requester}\n\
+             Source IP:  {ip}\n\
+             When:       {time}\n\
+             Request id: {request} ({reason}{deletion})\n\n\
+             Earlier versions of the key, if any, still hold what CloudTrail delivered:\n  \
+             aws s3api list-object-versions --bucket {bucket} --prefix {key}{validate}\n",
+            kind = t.kind.as_str(),
+            why = t.why,
+            bucket = d.bucket.name,
+            key = d.object.key,
+            version = or_unknown(&d.object.version_id),
+            requester = or_unknown(&d.requester),
+            ip = or_unknown(&d.source_ip),
+            time = format_time(t.event.time),
+            request = or_unknown(&d.request_id),
+            reason = d.reason.as_deref().unwrap_or("no reason given"),
+            deletion = d
+                .deletion_type
+                .as_deref()
+                .map(|x| format!(", {x}"))
+                .unwrap_or_default(),
+        );
+        Self { subject, message }
+    }
+}
+
 /// An SNS topic for alerts.
 pub struct AlertTopic {
     sns: aws_sdk_sns::Client,

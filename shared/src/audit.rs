@@ -153,19 +153,7 @@ pub fn metrics_record(audits: &[AccountAudit], now: DateTime<Utc>) -> serde_json
         .map(|a| a.account.to_string())
         .collect();
     serde_json::json!({
-        "_aws": {
-            "Timestamp": now.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": crate::report::METRICS_NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [
-                    {"Name": "AccountsAudited", "Unit": "Count"},
-                    {"Name": "AccountsCovered", "Unit": "Count"},
-                    {"Name": "AccountsNotCovered", "Unit": "Count"},
-                    {"Name": "AccountsUnreadable", "Unit": "Count"},
-                ],
-            }],
-        },
+        "_aws": crate::report::emf_metadata(now, &[("AccountsAudited", "Count"), ("AccountsCovered", "Count"), ("AccountsNotCovered", "Count"), ("AccountsUnreadable", "Count")]),
         "AccountsAudited": audits.len(),
         "AccountsCovered": audits.iter().filter(|a| a.covered()).count(),
         "AccountsNotCovered": uncovered.len(),

@@ -21,7 +21,6 @@ use std::io::Write;
 
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective,
     ObjectCannedAcl, ServerSideEncryption, StorageClass,
@@ -38,6 +37,10 @@ use crate::store::{Fetched, ObjectRef, Store, StoreError, describe_sdk_error, er
 
 /// Where manifests go under the target prefix: CloudTrail only ever writes under `AWSLogs/`.
 pub const MANIFEST_DIR: &str = "trailkeeper/relocations/";
+/// The file in a run's folder (beside its manifest) written before the first copy: one
+/// [`PlannedCopy`] per line. The tripwire (`crate::tripwire`) takes a copy under `AWSLogs/` for
+/// consolidate's only when a plan lists its key and size; the manifest comes only at the end.
+pub const PLAN_FILE: &str = "plan.jsonl";
 /// Where `--all-versions` keeps earlier states under the target prefix (see the module doc).
 pub const VERSIONS_DIR: &str = "trailkeeper-versions/";
 /// The largest object `CopyObject` copies in one request (5 GiB).
@@ -200,6 +203,22 @@ pub struct Plan {
     pub delete_markers: Vec<Relocated>,
     /// Objects under `AWSLogs/` that are not CloudTrail logs or digests.
     pub not_cloudtrail: u64,
+}
+
+/// One line of a run's plan: a copy it is about to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedCopy {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A run's folder under the target: its plan, then its manifest and object list.
+fn run_dir(target: &Location, started: DateTime<Utc>) -> String {
+    format!(
+        "{}{MANIFEST_DIR}{}/",
+        target.prefix,
+        started.format("%Y%m%dT%H%M%S%.3fZ")
+    )
 }
 
 /// What happened to one object.
@@ -506,6 +525,9 @@ impl Consolidator {
                 bytes: plan.objects.iter().map(|p| p.size).sum(),
             })
             .await;
+        if !self.options.dry_run {
+            self.write_plan(started, target, &plan.objects).await?;
+        }
         let mut report = Report {
             not_cloudtrail: plan.not_cloudtrail,
             delete_markers: plan.delete_markers.len() as u64,
@@ -870,6 +892,29 @@ impl Consolidator {
         Ok(hex::encode(sink.finish()))
     }
 
+    /// The plan, before any copy is made, so that the tripwire knows each copy for what it is.
+    async fn write_plan(
+        &self,
+        started: DateTime<Utc>,
+        target: &Location,
+        planned: &[Planned],
+    ) -> Result<(), ConsolidateError> {
+        let mut lines = Vec::new();
+        for p in planned {
+            let line = PlannedCopy {
+                key: p.target.key.clone(),
+                size: p.size,
+            };
+            let _ = serde_json::to_writer(&mut lines, &line);
+            lines.push(b'\n');
+        }
+        let at = ObjectRef::new(
+            &target.bucket,
+            format!("{}{PLAN_FILE}", run_dir(target, started)),
+        );
+        self.put(&at, lines, "application/x-ndjson").await
+    }
+
     async fn write_manifest(
         &self,
         started: DateTime<Utc>,
@@ -879,11 +924,7 @@ impl Consolidator {
         failed: &[(ObjectRef, String)],
     ) -> Result<ObjectRef, ConsolidateError> {
         relocated.sort_by(|a, b| a.key.cmp(&b.key));
-        let dir = format!(
-            "{}{MANIFEST_DIR}{}/",
-            target.prefix,
-            started.format("%Y%m%dT%H%M%S%.3fZ")
-        );
+        let dir = run_dir(target, started);
         let objects_key = format!("{dir}objects.jsonl");
         let mut lines = Vec::new();
         for r in &relocated {
@@ -921,18 +962,15 @@ impl Consolidator {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), ConsolidateError> {
-        self.s3
-            .put_object()
-            .bucket(&at.bucket)
-            .key(&at.key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
+        Store::new(self.s3.clone())
+            .put_small(at, body, content_type)
             .await
-            .map(|_| ())
             .map_err(|e| ConsolidateError::Manifest {
                 object: at.clone(),
-                message: describe_sdk_error(&e),
+                message: match e {
+                    StoreError::Write { message, .. } => message,
+                    other => other.to_string(),
+                },
             })
     }
 }

@@ -181,17 +181,7 @@ pub fn metrics_record(streams: &[(String, StreamAge)], now: DateTime<Utc>) -> se
         .map(|(a, s)| format!("{a}/{}", s.region))
         .collect();
     serde_json::json!({
-        "_aws": {
-            "Timestamp": now.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": crate::report::METRICS_NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [
-                    {"Name": "StreamsWatched", "Unit": "Count"},
-                    {"Name": "StreamsStale", "Unit": "Count"},
-                ],
-            }],
-        },
+        "_aws": crate::report::emf_metadata(now, &[("StreamsWatched", "Count"), ("StreamsStale", "Count")]),
         "StreamsWatched": streams.len(),
         "StreamsStale": stale.len(),
         "stale": stale,

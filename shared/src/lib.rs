@@ -18,9 +18,11 @@ pub mod partition;
 pub mod policy;
 pub mod report;
 pub mod retire;
+pub mod reverify;
 pub mod securityhub;
 pub mod store;
 pub mod trail;
+pub mod tripwire;
 pub mod validate;
 
 #[cfg(any(test, feature = "testdata"))]

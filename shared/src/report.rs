@@ -268,6 +268,24 @@ pub struct DigestReport {
 /// The CloudWatch namespace of trailkeeper's metrics.
 pub const METRICS_NAMESPACE: &str = "Trailkeeper";
 
+/// The `_aws` member of a CloudWatch embedded-metric-format record: `metrics` (name, unit) in
+/// trailkeeper's namespace, without dimensions; the record carries their values beside it.
+pub fn emf_metadata(
+    now: chrono::DateTime<chrono::Utc>,
+    metrics: &[(&str, &str)],
+) -> serde_json::Value {
+    serde_json::json!({
+        "Timestamp": now.timestamp_millis(),
+        "CloudWatchMetrics": [{
+            "Namespace": METRICS_NAMESPACE,
+            "Dimensions": [[]],
+            "Metrics": metrics.iter()
+                .map(|(name, unit)| serde_json::json!({"Name": name, "Unit": unit}))
+                .collect::<Vec<_>>(),
+        }],
+    })
+}
+
 impl DigestReport {
     pub fn all(&self) -> impl Iterator<Item = &Verdict> {
         self.digest.iter().chain(&self.logs).chain(&self.chain)
@@ -373,6 +391,18 @@ pub struct Stdout;
 impl RecordSink for Stdout {
     fn write(&self, record: &serde_json::Value) {
         println!("{record}");
+    }
+}
+
+/// Records kept in memory, in order: what tests and benchmarks read back.
+#[derive(Debug, Default)]
+pub struct Collected(pub std::sync::Mutex<Vec<serde_json::Value>>);
+
+impl RecordSink for Collected {
+    fn write(&self, record: &serde_json::Value) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push(record.clone());
+        }
     }
 }
 

@@ -246,6 +246,62 @@ impl HubFinding {
         }
     }
 
+    /// The tripwire's finding for one write or delete under `AWSLogs/` that CloudTrail did not
+    /// make: CRITICAL (the record was altered), about the object, with a stable id.
+    pub fn for_tamper(t: &crate::tripwire::Tamper) -> Self {
+        let d = &t.event.detail;
+        let alert = crate::alerts::Alert::for_tamper(t);
+        let account = t.account.clone().unwrap_or_else(|| t.event_account());
+        let mut fields = BTreeMap::new();
+        fields.insert("trailkeeper/status", t.kind.as_str().to_string());
+        fields.insert("trailkeeper/bucket", d.bucket.name.clone());
+        for (name, value) in [
+            ("trailkeeper/requester", &d.requester),
+            ("trailkeeper/source-ip", &d.source_ip),
+            ("trailkeeper/request-id", &d.request_id),
+            ("trailkeeper/version-id", &d.object.version_id),
+        ] {
+            if let Some(v) = value {
+                fields.insert(name, v.clone());
+            }
+        }
+        Self {
+            id: format!(
+                "{ID_PREFIX}tripwire/{account}/{}/{}",
+                t.region.as_deref().unwrap_or("none"),
+                short_hash(&t.identity())
+            ),
+            generator: "trailkeeper-tripwire",
+            severity: Severity::Critical,
+            types: vec![TAMPERING],
+            title: alert.subject,
+            description: format!(
+                "{} {} in s3://{}/{}: {}",
+                t.object_kind,
+                t.kind.as_str(),
+                d.bucket.name,
+                d.object.key,
+                t.why
+            ),
+            subject: Subject::Object {
+                bucket: d.bucket.name.clone(),
+                key: d.object.key.clone(),
+            },
+            account,
+            region: t.region.clone(),
+            remediation: format!(
+                "Find out who made request {} from {}; the key's earlier versions hold what CloudTrail delivered: aws s3api list-object-versions --bucket {} --prefix {}",
+                d.request_id.as_deref().unwrap_or("(no id)"),
+                d.source_ip.as_deref().unwrap_or("(no address)"),
+                d.bucket.name,
+                d.object.key
+            ),
+            observed: t.event.time,
+            resolved: false,
+            fields,
+        }
+    }
+
     /// The coverage finding of one audited account: active while it is not covered (or could not
     /// be audited), resolved once it is.
     pub fn for_account_audit(audit: &AccountAudit, now: DateTime<Utc>) -> Self {

@@ -17,6 +17,10 @@ use crate::gzip::{Gunzip, GzipError, Sha256Sink};
 /// `s3:ListBucket`). tests/lambda/template_checks.py holds each function's role to the calls
 /// its crate declares; shared/tests/least_privilege.rs holds this list to the code.
 pub const CALLS: &[&str] = &["s3:GetObject", "s3:ListBucket"];
+/// [`Store::versions_of`]'s IAM action (the tripwire's).
+pub const VERSION_CALLS: &[&str] = &["s3:ListBucketVersions"];
+/// [`Store::put_small`]'s IAM action (re-verification's state, consolidate's plans and manifests).
+pub const WRITE_CALLS: &[&str] = &["s3:PutObject"];
 
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +52,8 @@ pub enum StoreError {
     /// problem in our own bucket, but what a trail pointed at an attacker's bucket leaves behind.
     #[error("reading {object}: {message}")]
     Refused { object: ObjectRef, message: String },
+    #[error("writing {object}: {message}")]
+    Write { object: ObjectRef, message: String },
     #[error("listing s3://{bucket}/{prefix}: {message}")]
     List {
         bucket: String,
@@ -350,6 +356,81 @@ impl Store {
             }
         }
         Ok(listing)
+    }
+
+    /// How many versions and delete markers of exactly `object`'s key there are besides
+    /// `except` (the version an event is about).
+    pub async fn versions_of(
+        &self,
+        object: &ObjectRef,
+        except: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let list_err = |message: String| StoreError::List {
+            bucket: object.bucket.clone(),
+            prefix: object.key.clone(),
+            message,
+        };
+        let mut count = 0;
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .s3
+                .list_object_versions()
+                .bucket(&object.bucket)
+                .prefix(&object.key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| list_err(describe_sdk_error(&e)))?;
+            let others = |key: Option<&str>, version: Option<&str>| {
+                key == Some(object.key.as_str()) && (except.is_none() || version != except)
+            };
+            count += page
+                .versions()
+                .iter()
+                .filter(|v| others(v.key(), v.version_id()))
+                .count();
+            count += page
+                .delete_markers()
+                .iter()
+                .filter(|m| others(m.key(), m.version_id()))
+                .count();
+            // Keys sort: past our key, nothing more can match.
+            let past = page
+                .versions()
+                .iter()
+                .filter_map(|v| v.key())
+                .chain(page.delete_markers().iter().filter_map(|m| m.key()))
+                .any(|k| k > object.key.as_str());
+            if past || page.is_truncated() != Some(true) {
+                return Ok(count);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+    }
+
+    /// Writes a small object (a state file of trailkeeper's own, never under `AWSLogs/`).
+    pub async fn put_small(
+        &self,
+        object: &ObjectRef,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.s3
+            .put_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .content_type(content_type)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Write {
+                object: object.clone(),
+                message: describe_sdk_error(&e),
+            })
     }
 }
 

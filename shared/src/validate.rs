@@ -866,6 +866,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Every region folder in scope (account and region order): what a run goes through.
+    pub async fn region_dirs(&self, scope: &HistoryScope) -> Result<Vec<RegionDir>, EngineError> {
+        self.discover(scope).await
+    }
+
+    /// One region folder within the scope's times: its digests, their logs and links, and the
+    /// logs no digest lists (the unit of scheduled re-verification, `crate::reverify`).
+    pub async fn validate_dir(
+        &self,
+        scope: &HistoryScope,
+        dir: RegionDir,
+        events: mpsc::Sender<Event>,
+    ) {
+        self.validate_region_dir(scope, dir, events, Pass { hash_logs: true })
+            .await
+    }
+
     async fn discover(&self, scope: &HistoryScope) -> Result<Vec<RegionDir>, EngineError> {
         let store = &self.inner.store;
         let root = key::logs_root(scope.prefix.as_deref());

@@ -25,6 +25,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("list_public_keys", "cloudtrail:ListPublicKeys"),
     ("publish", "sns:Publish"),
     ("list_object_versions", "s3:ListBucketVersions"),
+    ("put_object", "s3:PutObject"),
     // retire names a version in every delete (`null` in an unversioned bucket).
     ("delete_objects", "s3:DeleteObjectVersion"),
     ("delete_bucket", "s3:DeleteBucket"),
