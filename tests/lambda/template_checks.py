@@ -20,8 +20,9 @@ intrinsic-function tags):  python tests/lambda/template_checks.py template.yaml 
    constants next to the calls in shared/src, which shared/tests/least_privilege.rs holds to the
    code), plus only the actions AWS itself uses on the function's behalf (IMPLICIT), and no
    managed policy but the basic execution role.
-8. The digest rule's pattern, as deployed without LogPrefix, is tests/lambda/digest-rule-pattern.json,
-   the pattern the end-to-end test of consolidation (tests/tests/consolidate.rs) runs on the
+8. The digest rule's and the tripwire's patterns, as deployed without LogPrefix, are
+   tests/lambda/digest-rule-pattern.json and tests/lambda/tripwire-rule-pattern.json, the
+   patterns the end-to-end tests (tests/tests/consolidate.rs, tests/tests/tripwire.rs) run on the
    emulator's EventBridge.
 9. Lose nothing: every function invoked asynchronously (an EventBridge rule, a schedule, S3 or
    SNS) has an SQS OnFailure destination (after Lambda's own retries) with an alarm on the
@@ -57,6 +58,8 @@ CONFIG_TABLE = {
     "TRAILKEEPER_SECURITY_HUB",
     # The read-only role the org-auditor assumes in member accounts (README).
     "TRAILKEEPER_AUDIT_ROLE",
+    # The tripwire's configured expiration, and the re-verification period (README).
+    "TRAILKEEPER_EXPIRE_AFTER_DAYS", "TRAILKEEPER_REVERIFY_DAYS",
 }
 # Actions that support no resource-level permissions: "*" is the only resource AWS accepts.
 STAR_RESOURCE_OK = {"cloudtrail:ListPublicKeys", "cloudtrail:DescribeTrails", "organizations:ListAccounts"}
@@ -75,6 +78,7 @@ IMPLICIT = {
 ASSUMED_ROLES = {"AuditReaderRole": ("org-auditor", "ARCHIVE_READER_CALLS")}
 TRAIL_GUARD_SCP = ROOT / "tests" / "lambda" / "trail-guard-scp.json"
 DIGEST_RULE_PATTERN = ROOT / "tests" / "lambda" / "digest-rule-pattern.json"
+TRIPWIRE_RULE_PATTERN = ROOT / "tests" / "lambda" / "tripwire-rule-pattern.json"
 MANAGED_OK = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 
 
@@ -227,15 +231,18 @@ def without_prefix(node):
 
 def digest_rule(template) -> list[str]:
     events = template["Resources"].get("DigestValidatorFunction", {}).get("Properties", {}).get("Events") or {}
-    pattern = (events.get("DigestDelivered") or {}).get("Properties", {}).get("Pattern")
-    if pattern is None:
-        return ["DigestValidatorFunction: no DigestDelivered EventBridgeRule event"]
-    want = json.loads(DIGEST_RULE_PATTERN.read_text())
-    got = without_prefix(pattern)
-    if json.loads(json.dumps(got)) != want:
-        return [f"DigestValidatorFunction.DigestDelivered: the pattern {json.dumps(got)} is not "
-                f"{DIGEST_RULE_PATTERN.relative_to(ROOT)} ({json.dumps(want)}), which the end-to-end tests run"]
-    return []
+    errors = []
+    for event, path in [("DigestDelivered", DIGEST_RULE_PATTERN), ("Tripwire", TRIPWIRE_RULE_PATTERN)]:
+        pattern = (events.get(event) or {}).get("Properties", {}).get("Pattern")
+        if pattern is None:
+            errors.append(f"DigestValidatorFunction: no {event} EventBridgeRule event")
+            continue
+        want = json.loads(path.read_text())
+        got = without_prefix(pattern)
+        if json.loads(json.dumps(got)) != want:
+            errors.append(f"DigestValidatorFunction.{event}: the pattern {json.dumps(got)} is not "
+                          f"{path.relative_to(ROOT)} ({json.dumps(want)}), which the end-to-end tests run")
+    return errors
 
 
 ASYNC_EVENTS = {"EventBridgeRule", "Schedule", "ScheduleV2", "CloudWatchEvent", "S3", "SNS"}

@@ -64,6 +64,14 @@ elif name in ("s3-object-created.json", "eventbridge-object-created.json"):
     d = (response.get("digests") or fail("no digests"))[0]
     if expect == "valid" and not (d.get("verdict") == "valid" and d.get("findings") == 0): fail("expected valid, no finding")
     if expect == "findings" and not d.get("findings", 0) > 0: fail("expected findings")
+elif name.startswith("tripwire-"):
+    # Not CloudTrail's writes: the tripwire's findings. The sample's log key is not in the
+    # seeded bucket, so the write is an injection, not an overwrite.
+    want = {"tripwire-object-deleted.json": "deleted", "tripwire-object-overwritten.json": "injected",
+            "tripwire-lifecycle-expiration.json": "expired"}[name]
+    if response.get("tripwire") != want: fail(f"expected the tripwire's {want}")
+elif name == "scheduled-reverify.json":
+    if "reverified" not in response or response.get("errors") != 0: fail("expected a re-verification run without errors")
 else:
     fail("a sample this test does not know: teach tests/lambda/watch-invoke.sh what it must answer")
 label = "ignored" if name == "s3-test-event.json" else expect

@@ -10,8 +10,10 @@ use trailkeeper::config::{self, ConfigError};
 use trailkeeper::digest::key::DigestKey;
 use trailkeeper::keys::{CloudTrailKeys, KeyRing, KeySource};
 use trailkeeper::report::DigestReport;
+use trailkeeper::reverify::Reverifier;
 use trailkeeper::securityhub::{HubFinding, SecurityHub};
 use trailkeeper::store::{ObjectRef, Store, s3_client};
+use trailkeeper::tripwire::{Judgement, ObjectEvent, Tripwire};
 use trailkeeper::validate::{Engine, RegionDir};
 
 use crate::input::{self, BatchInvocation, InputError, Invocation};
@@ -26,6 +28,15 @@ pub struct Config {
     pub security_hub: bool,
     /// Log files read at once.
     pub concurrency: usize,
+    /// The central bucket's key prefix (`TRAILKEEPER_PREFIX`): where re-verification keeps its
+    /// state, and the history it goes through.
+    pub prefix: Option<String>,
+    /// The age at which the template's lifecycle rule expires logs and digests
+    /// (`TRAILKEEPER_EXPIRE_AFTER_DAYS`; empty or 0: never). An expiration before it is tampering.
+    pub expire_after_days: Option<u32>,
+    /// Every digest and log is validated again at least once in this many days
+    /// (`TRAILKEEPER_REVERIFY_DAYS`).
+    pub reverify_period_days: u32,
 }
 
 impl Config {
@@ -41,6 +52,26 @@ impl Config {
             )?,
             security_hub: trailkeeper::securityhub::enabled_in_env(),
             concurrency: config::count("TRAILKEEPER_CONCURRENCY", 32)?,
+            prefix: config::optional("TRAILKEEPER_PREFIX"),
+            expire_after_days: match config::count("TRAILKEEPER_EXPIRE_AFTER_DAYS", 0)? {
+                0 => None,
+                days => Some(u32::try_from(days).map_err(|_| ConfigError {
+                    variable: "TRAILKEEPER_EXPIRE_AFTER_DAYS",
+                    why: format!("{days} days is too many"),
+                })?),
+            },
+            reverify_period_days: match config::count(
+                "TRAILKEEPER_REVERIFY_DAYS",
+                trailkeeper::reverify::DEFAULT_PERIOD_DAYS as usize,
+            )? {
+                0 => {
+                    return Err(ConfigError {
+                        variable: "TRAILKEEPER_REVERIFY_DAYS",
+                        why: "a period of 0 days".into(),
+                    });
+                }
+                days => u32::try_from(days).unwrap_or(u32::MAX),
+            },
         })
     }
 }
@@ -49,6 +80,9 @@ pub use trailkeeper::report::{RecordSink, Stdout};
 
 pub struct Deps<R: RecordSink> {
     pub engine: Engine,
+    pub tripwire: Tripwire,
+    /// None without a central bucket: re-verification needs to know which history.
+    pub reverifier: Option<Reverifier>,
     pub alerts: Option<AlertTopic>,
     pub security_hub: Option<SecurityHub>,
     pub central_bucket: Option<String>,
@@ -59,8 +93,18 @@ impl<R: RecordSink> Deps<R> {
     /// Clients and the key cache are made once per container; nothing here touches the network.
     pub fn new(aws: &aws_config::SdkConfig, config: Config, records: R) -> Self {
         let keys = KeyRing::new(KeySource::Api(Box::new(CloudTrailKeys::new(aws))));
+        let s3 = s3_client(aws);
+        let engine = Engine::new(Store::new(s3.clone()), keys, config.concurrency);
         Self {
-            engine: Engine::new(Store::new(s3_client(aws)), keys, config.concurrency),
+            tripwire: Tripwire::new(s3.clone(), config.expire_after_days),
+            reverifier: config.central_bucket.clone().map(|bucket| Reverifier {
+                engine: engine.clone(),
+                store: Store::new(s3),
+                bucket,
+                prefix: config.prefix.clone(),
+                period_days: config.reverify_period_days,
+            }),
+            engine,
             alerts: config
                 .alert_topic_arn
                 .map(|arn| AlertTopic::new(aws_sdk_sns::Client::new(aws), arn)),
@@ -196,6 +240,105 @@ impl<R: RecordSink> Deps<R> {
     }
 }
 
+impl<R: RecordSink> Deps<R> {
+    /// The tripwire: one record for every event, and for a finding an alert and a Security Hub
+    /// finding naming the key, the requester, the source IP, the time and the request id.
+    async fn tripwire(&self, event: &ObjectEvent) -> Result<Value, String> {
+        let object = event.object();
+        if let Some(central) = self
+            .central_bucket
+            .as_deref()
+            .filter(|c| *c != object.bucket)
+        {
+            return Ok(
+                json!({"ignored": format!("bucket {} is not the central bucket {central}", object.bucket)}),
+            );
+        }
+        let judgement = self
+            .tripwire
+            .judge(event)
+            .await
+            .map_err(|e| format!("the tripwire could not judge the event for {object}: {e}"))?;
+        let tamper = match judgement {
+            Judgement::Expected(why) => {
+                self.records
+                    .write(&json!({"tripwire": "expected", "key": object.key, "why": why}));
+                return Ok(json!({"tripwire": "expected", "why": why}));
+            }
+            Judgement::Finding(t) => t,
+        };
+        self.records.write(&tamper.record());
+        // Security Hub first: its id is stable, so a retry after a failed publish updates it.
+        if let Some(hub) = &self.security_hub {
+            hub.import(&[HubFinding::for_tamper(&tamper)])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(topic) = &self.alerts {
+            topic
+                .publish(&Alert::for_tamper(&tamper))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(json!({"tripwire": tamper.kind.as_str(), "key": object.key}))
+    }
+
+    /// A run of the scheduled re-verification, until `deadline`: the run's record, and an alert
+    /// and a Security Hub finding for each finding.
+    async fn reverify(&self, deadline: std::time::Instant) -> Result<Value, String> {
+        let Some(reverifier) = &self.reverifier else {
+            return Err("re-verification needs TRAILKEEPER_BUCKET, the central bucket".into());
+        };
+        let now = Utc::now();
+        let run = reverifier
+            .run(now, deadline)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.records
+            .write(&run.record(Utc::now(), reverifier.period_days));
+        let day_of = |v: &trailkeeper::report::Verdict| v.window.unwrap_or((now, now));
+        if let Some(hub) = &self.security_hub {
+            let findings: Vec<HubFinding> = run
+                .findings
+                .iter()
+                .map(|v| HubFinding::for_verdict(v, None, day_of(v)))
+                .collect();
+            hub.import(&findings).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(topic) = &self.alerts {
+            for v in &run.findings {
+                let alert = Alert::for_finding(v, None, day_of(v));
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
+            if run.behind {
+                let alert = Alert {
+                    subject: "trailkeeper: re-verification is behind its period".into(),
+                    message: format!(
+                        "trailkeeper's scheduled re-verification of s3://{} will not finish its pass within {} days at its pace so far: {} slices (an account's region on one day) are left after this run, the pass began {}.\n\n\
+                         Run it more often, give it a longer time limit, or validate the accounts left with S3 Batch Operations over their digests.\n",
+                        reverifier.bucket,
+                        reverifier.period_days,
+                        run.slices_left,
+                        run.state
+                            .pass_started
+                            .map(trailkeeper::digest::file::format_time)
+                            .unwrap_or_default(),
+                    ),
+                };
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
+        }
+        if !run.errors.is_empty() {
+            tracing::warn!(errors = ?run.errors, "slices could not be read whole; the next pass reads them again");
+        }
+        Ok(json!({
+            "reverified": run.slices.len(), "findings": run.findings.len(),
+            "pass_completed": run.pass_completed, "slices_left": run.slices_left,
+            "behind": run.behind, "errors": run.errors.len(),
+        }))
+    }
+}
+
 /// The day to sweep for unreferenced logs after validating a digest: the day that ended within
 /// its window. A stream's windows meet end to start, so one standard digest a day spans
 /// midnight, and each day is swept once, within about an hour of its end.
@@ -287,6 +430,19 @@ pub async fn handle<R: RecordSink>(
             Ok(json!({ "ignored": why }))
         }
         Invocation::Batch(b) => Ok(deps.batch(b).await),
+        Invocation::Tripwire(e) => deps.tripwire(&e).await.map_err(HandlerError::Retryable),
+        Invocation::Reverify => {
+            // Stop starting slices a minute before Lambda's time limit.
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(std::time::Duration::from_secs(60));
+            deps.reverify(std::time::Instant::now() + left)
+                .await
+                .map_err(HandlerError::Retryable)
+        }
         Invocation::Objects(objects) => {
             let mut digests = Vec::new();
             let mut errors = Vec::new();

@@ -1,11 +1,11 @@
 //! What invokes the digest-validator: S3 notifications, EventBridge "Object Created" events, and
 //! S3 Batch Operations. Each becomes the objects to look at.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use trailkeeper::store::ObjectRef;
+use trailkeeper::tripwire::ObjectEvent;
 
 /// A known kind of event that does not have the shape of its kind.
 #[derive(Debug, thiserror::Error)]
@@ -13,26 +13,6 @@ use trailkeeper::store::ObjectRef;
 pub struct InputError {
     pub kind: &'static str,
     pub why: String,
-}
-
-/// S3's "Object Created" detail as EventBridge delivers it; aws_lambda_events has no type for it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ObjectCreatedDetail {
-    pub bucket: NamedBucket,
-    pub object: CreatedObject,
-    /// The S3 API call that created the object: `PutObject`, `CopyObject`, ….
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NamedBucket {
-    pub name: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreatedObject {
-    pub key: String,
 }
 
 /// An S3 Batch Operations `LambdaInvoke` request, schema 1.0 (`s3BucketArn`) or 2.0 (`s3Bucket`);
@@ -74,6 +54,10 @@ impl BatchTask {
 pub enum Invocation {
     Objects(Vec<ObjectRef>),
     Batch(BatchInvocation),
+    /// A write or delete under `AWSLogs/` that CloudTrail did not make (the tripwire rule).
+    Tripwire(Box<ObjectEvent>),
+    /// The scheduled re-verification of history (`{"check": "reverify"}`).
+    Reverify,
     Ignored(String),
 }
 
@@ -120,24 +104,23 @@ pub fn parse(event: &Value) -> Result<Invocation, InputError> {
         return Ok(Invocation::Objects(objects));
     }
     if fields.get("source").and_then(Value::as_str) == Some("aws.s3") {
-        if fields.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+        let detail_type = fields.get("detail-type").and_then(Value::as_str);
+        if !matches!(detail_type, Some("Object Created" | "Object Deleted")) {
             return Ok(Invocation::Ignored(
-                "an S3 event that is not Object Created".into(),
+                "an S3 event that is neither Object Created nor Object Deleted".into(),
             ));
         }
-        let e: EventBridgeEvent<ObjectCreatedDetail> =
-            typed(event, "EventBridge S3 Object Created event")?;
-        if e.detail.reason.as_deref() == Some("CopyObject") {
-            return Ok(Invocation::Ignored(format!(
-                "s3://{}/{} was created by CopyObject, which CloudTrail never uses: a copy is not a delivery (trailkeeper validate --manifest judges copies)",
-                e.detail.bucket.name, e.detail.object.key
-            )));
+        let e: ObjectEvent = typed(event, "EventBridge S3 object event")?;
+        // CloudTrail's own delivery is validated; anything else under AWSLogs/ (a delete, a
+        // copy, a write by anyone else) is the tripwire's to judge.
+        if !e.is_cloudtrail_delivery() {
+            return Ok(Invocation::Tripwire(Box::new(e)));
         }
         // EventBridge keys are not encoded.
-        return Ok(Invocation::Objects(vec![ObjectRef::new(
-            e.detail.bucket.name,
-            e.detail.object.key,
-        )]));
+        return Ok(Invocation::Objects(vec![e.object()]));
+    }
+    if fields.get("check").and_then(Value::as_str) == Some("reverify") {
+        return Ok(Invocation::Reverify);
     }
     if fields.contains_key("invocationSchemaVersion") {
         return typed(event, "S3 Batch Operations invocation").map(Invocation::Batch);
@@ -193,25 +176,31 @@ mod tests {
                 ("s3-test-event.json", Invocation::Ignored(why)) => {
                     assert!(why.contains("test event"))
                 }
+                (
+                    "tripwire-object-deleted.json"
+                    | "tripwire-object-overwritten.json"
+                    | "tripwire-lifecycle-expiration.json",
+                    Invocation::Tripwire(e),
+                ) => assert!(e.detail.requester.is_some() && e.detail.request_id.is_some()),
+                ("scheduled-reverify.json", Invocation::Reverify) => {}
                 (other, _) => panic!("{other}: not understood as its kind"),
             }
         }
-        assert_eq!(seen, 5);
+        assert_eq!(seen, 9);
     }
 
     #[test]
-    fn copies_are_not_deliveries() {
+    fn copies_and_other_writers_go_to_the_tripwire_not_to_validation() {
         let mut eb = sample("eventbridge-object-created.json");
         eb["detail"]["reason"] = "CopyObject".into();
-        let Invocation::Ignored(why) = parse(&eb).unwrap() else {
+        let Invocation::Tripwire(e) = parse(&eb).unwrap() else {
             panic!("a CopyObject event was taken for a delivery")
         };
-        assert!(
-            why.contains("CopyObject") && why.contains(SAMPLE_KEY),
-            "{why}"
-        );
+        assert_eq!(e.detail.object.key, SAMPLE_KEY);
         eb["detail"]["reason"] = "PutObject".into();
         assert!(matches!(parse(&eb).unwrap(), Invocation::Objects(o) if o.len() == 1));
+        eb["detail"]["requester"] = "999988887777".into();
+        assert!(matches!(parse(&eb).unwrap(), Invocation::Tripwire(_)));
         let mut s3 = sample("s3-object-created.json");
         s3["Records"][0]["eventName"] = "ObjectCreated:Copy".into();
         assert!(matches!(parse(&s3).unwrap(), Invocation::Objects(o) if o.is_empty()));

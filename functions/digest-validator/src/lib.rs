@@ -1,6 +1,7 @@
 //! The digest-validator Lambda: each CloudTrail digest validated as it lands, and years of
 //! history at Lambda scale through S3 Batch Operations, with the engine `trailkeeper validate`
-//! uses.
+//! uses; the tripwire on every other write or delete under `AWSLogs/`; and the scheduled
+//! re-verification of all history.
 
 pub mod handler;
 pub mod input;
@@ -15,4 +16,6 @@ pub const CALLS: &[&[&str]] = &[
     trailkeeper::keys::CALLS,
     trailkeeper::alerts::CALLS,
     trailkeeper::securityhub::IMPORT_CALLS,
+    trailkeeper::tripwire::CALLS,
+    trailkeeper::reverify::CALLS,
 ];

@@ -81,6 +81,7 @@ async fn setup(name: &str) -> Setup {
         alert_topic_arn: Some(topic.clone()),
         security_hub: false,
         concurrency: 8,
+        ..Default::default()
     };
     let deps = Deps::new(&aws_config().await, config, Records::default());
     Setup {
