@@ -21,7 +21,9 @@ Write files via a temporary name that does not end in `.json`, then rename.
 S3's EventBridge events carry the `reason` S3 documents (`PutObject`, `CopyObject`,
 `CompleteMultipartUpload`, `PostObject`, `DeleteObject`), not moto's event type
 (`ObjectCreated`), so that an event pattern telling copies from deliveries behaves as on AWS
-(see s3_eventbridge_message).
+(see s3_eventbridge_message). Their `requester` is the caller's account, or
+`cloudtrail.amazonaws.com` for requests signed with the stand-in delivery key
+(CLOUDTRAIL_DELIVERY_KEY); `source-ip-address` and `request-id` are the request's; an `Object Deleted` event says its `deletion-type`.
 
 `/moto-api/data.json` leaves out attributes it cannot read instead of failing, and takes
 `?service=NAME`. GetBucketVersioning is answered under S3's root element (moto's own answer
@@ -244,46 +246,108 @@ S3_EVENT_REASONS = {
 }
 
 
+# The request S3 is serving on this thread (moto serves each request on a thread of its own):
+# who sent it, for the event's `requester`, `source-ip-address` and `request-id`.
+S3_REQUEST = threading.local()
+# The harness's stand-in for CloudTrail's delivery service: S3 names an AWS service that writes
+# by its service principal, so a request signed with this access key id is CloudTrail's
+# (`requester` "cloudtrail.amazonaws.com"); any other request's requester is its account, as
+# on S3. Tests that play CloudTrail delivering sign with it (tests/src/lib.rs).
+CLOUDTRAIL_DELIVERY_KEY = "AKIACLOUDTRAILDELIVER"
+CLOUDTRAIL_PRINCIPAL = "cloudtrail.amazonaws.com"
+
+
+def remember_s3_request(original):
+    def setup_class(self: S3Response, request, full_url=None, headers=None):
+        original(self, request, full_url, headers)
+        auth = request.headers.get("Authorization", "") or ""
+        match = re.search(r"Credential=([^/,\s]+)/", auth)
+        S3_REQUEST.access_key = match.group(1) if match else None
+        S3_REQUEST.source_ip = getattr(request, "remote_addr", None) or "127.0.0.1"
+        S3_REQUEST.request_id = binascii.hexlify(os.urandom(8)).decode().upper()
+    return setup_class
+
+
+def s3_requester(account_id: str) -> tuple[str, str, str]:
+    """(requester, source-ip-address, request-id) of the request being served."""
+    key = getattr(S3_REQUEST, "access_key", None)
+    ip = getattr(S3_REQUEST, "source_ip", None) or "127.0.0.1"
+    request_id = getattr(S3_REQUEST, "request_id", None) or "N4N7GDK58NMKJ12R"
+    if key == CLOUDTRAIL_DELIVERY_KEY:
+        return CLOUDTRAIL_PRINCIPAL, CLOUDTRAIL_PRINCIPAL, request_id
+    return account_id, ip, request_id
+
+
 def s3_eventbridge_message(account_id: str, bucket, event_name: str, key) -> None:
     """moto's S3-to-EventBridge sender (moto/s3/notifications.py, 5.2.5), with the `reason` S3
-    sends. As in moto (and on AWS, where delivery is asynchronous) a failure never fails the
-    S3 call; here it is logged."""
-    import copy
-
-    from moto.core.utils import unix_time
-    from moto.events.models import events_backends
-    from moto.events.utils import _BASE_EVENT_MESSAGE
+    sends. Removals are sent by s3_delete_as_aws instead, which knows what a delete did."""
+    if "ObjectRemoved" in event_name or "LifecycleExpiration" in event_name:
+        return
     from moto.s3.notifications import _detail_type
 
+    send_s3_event(account_id, bucket, _detail_type(event_name),
+                  S3_EVENT_REASONS.get(event_name, event_name.split(":")[1]),
+                  {"key": key.name, "size": key.size, "etag": key.etag.replace('"', ""),
+                   "version-id": key.version_id})
+
+
+def send_s3_event(account_id: str, bucket, detail_type: str, reason: str, obj: dict,
+                  deletion_type: str | None = None) -> None:
+    """One S3 event to every rule, shaped as S3's (S3 user guide, "EventBridge event message
+    structure"). As on AWS, where delivery is asynchronous, a failure never fails the S3 call;
+    here it is logged."""
+    import copy
+
+    from moto.events.models import events_backends
+    from moto.events.utils import _BASE_EVENT_MESSAGE
+
     try:
+        requester, source_ip, request_id = s3_requester(account_id)
         event = copy.deepcopy(_BASE_EVENT_MESSAGE)
-        event["detail-type"] = _detail_type(event_name)
-        event["source"] = "aws.s3"
-        event["account"] = account_id
-        event["time"] = unix_time()
-        event["region"] = bucket.region_name
-        event["resources"] = [bucket.arn]
+        event.update({
+            "detail-type": detail_type, "source": "aws.s3", "account": account_id,
+            # Epoch seconds: moto's targets write it as RFC 3339, as EventBridge sends it.
+            "time": time.time(),
+            "region": bucket.region_name, "resources": [bucket.arn],
+        })
         event["detail"] = {
             "version": "0",
             "bucket": {"name": bucket.name},
-            "object": {
-                "key": key.name,
-                "size": key.size,
-                "etag": key.etag.replace('"', ""),
-                "version-id": key.version_id,
-                "sequencer": "617f08299329d189",
-            },
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": account_id,
-            "source-ip-address": "1.2.3.4",
-            "reason": S3_EVENT_REASONS.get(event_name, event_name.split(":")[1]),
+            "object": {**obj, "sequencer": binascii.hexlify(os.urandom(8)).decode().upper()},
+            "request-id": request_id,
+            "requester": requester,
+            "source-ip-address": source_ip,
+            "reason": reason,
         }
+        if deletion_type:
+            event["detail"]["deletion-type"] = deletion_type
         backend = events_backends[account_id][bucket.region_name]
         for bus in backend.event_buses.values():
             for rule in bus.rules.values():
                 rule.send_to_targets(event, transform_input=False)
-    except Exception as error:  # noqa: BLE001 - asynchronous on AWS: never fail the S3 call
-        log(f"S3 EventBridge event {event_name} for {bucket.name}: {error!r}")
+    except Exception as error:  # noqa: BLE001
+        log(f"S3 EventBridge event {detail_type} for {bucket.name}: {error!r}")
+
+
+def s3_delete_as_aws(original):
+    """DeleteObject sends the "Object Deleted" event S3 sends for every delete: `Delete Marker
+    Created` when a versioned bucket's current object is hidden, `Permanently Deleted` when a
+    version (or an unversioned object) is gone. moto 5.2.5 sends nothing for the first, and for
+    the second only when the key's last version goes: a tripwire would see no deletes."""
+    def delete_object(self, bucket_name: str, key_name: str, version_id: str | None = None,
+                      bypass: bool = False):
+        bucket = self.get_bucket(bucket_name)
+        existed = key_name in bucket.keys
+        ok, meta = original(self, bucket_name, key_name, version_id, bypass)
+        if ok and (existed or bucket.is_versioned):
+            marker = version_id is None and bucket.is_versioned
+            obj = {"key": key_name}
+            if meta.get("version-id"):
+                obj["version-id"] = meta["version-id"]
+            send_s3_event(self.account_id, bucket, "Object Deleted", "DeleteObject", obj,
+                          "Delete Marker Created" if marker else "Permanently Deleted")
+        return ok, meta
+    return delete_object
 
 
 def model_data(self: MotoAPIResponse, request, full_url: str, headers) -> tuple[int, dict, str]:
@@ -673,6 +737,10 @@ def main() -> None:
     import moto.s3.notifications as s3_notifications
 
     s3_notifications._send_event_bridge_message = s3_eventbridge_message
+    S3Response.setup_class = remember_s3_request(S3Response.setup_class)
+    from moto.s3.models import S3Backend
+
+    S3Backend.delete_object = s3_delete_as_aws(S3Backend.delete_object)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

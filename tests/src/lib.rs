@@ -41,6 +41,90 @@ pub async fn s3() -> aws_sdk_s3::Client {
     trailkeeper::store::s3_client(&aws_config().await)
 }
 
+/// The functions' records, kept for the test.
+pub use trailkeeper::report::Collected as Records;
+
+/// A rule pattern of template.yaml as deployed without a prefix (tests/lambda/FILE, which
+/// tests/lambda/template_checks.py holds to the template), for `bucket`.
+pub fn rule_pattern(file: &str, bucket: &str) -> String {
+    let path = format!("{}/lambda/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("${BucketName}", bucket)
+}
+
+/// A rule on the emulator's EventBridge with the pattern of tests/lambda/FILE, sending what it
+/// matches to a new queue; returns the queue's URL.
+pub fn rule_to_queue(file: &str, bucket: &str) -> String {
+    let queue = unique_bucket("rule");
+    let url = moto_json(
+        "sqs",
+        "AmazonSQS.CreateQueue",
+        &serde_json::json!({"QueueName": queue}),
+    )["QueueUrl"]
+        .as_str()
+        .expect("a queue URL")
+        .to_string();
+    let rule = unique_bucket("rule");
+    moto_json(
+        "events",
+        "AWSEvents.PutRule",
+        &serde_json::json!({"Name": rule, "EventPattern": rule_pattern(file, bucket)}),
+    );
+    moto_json(
+        "events",
+        "AWSEvents.PutTargets",
+        &serde_json::json!({"Rule": rule, "Targets": [{"Id": "queue",
+            "Arn": format!("arn:aws:sqs:us-east-1:123456789012:{queue}")}]}),
+    );
+    url
+}
+
+/// Every event the rule put on its queue so far, removed from it.
+pub fn drain(queue_url: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let got = moto_json(
+            "sqs",
+            "AmazonSQS.ReceiveMessage",
+            &serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10}),
+        );
+        let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return events;
+        }
+        for m in messages {
+            moto_json(
+                "sqs",
+                "AmazonSQS.DeleteMessage",
+                &serde_json::json!({"QueueUrl": queue_url, "ReceiptHandle": m["ReceiptHandle"]}),
+            );
+            events.push(serde_json::from_str(m["Body"].as_str().unwrap()).unwrap());
+        }
+    }
+}
+
+/// The access key id the harness takes for CloudTrail's delivery service (tests/moto/server.py,
+/// CLOUDTRAIL_DELIVERY_KEY): S3 events for its writes name `cloudtrail.amazonaws.com` as their
+/// requester, as S3 names CloudTrail's deliveries.
+pub const CLOUDTRAIL_DELIVERY_KEY: &str = "AKIACLOUDTRAILDELIVER";
+
+/// An S3 client that writes as CloudTrail delivers (see [`CLOUDTRAIL_DELIVERY_KEY`]).
+pub async fn cloudtrail_delivery() -> aws_sdk_s3::Client {
+    let aws = aws_config().await;
+    let conf = aws_sdk_s3::config::Builder::from(&aws)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            CLOUDTRAIL_DELIVERY_KEY,
+            "cloudtrail-delivery",
+            None,
+            None,
+            "trailkeeper-e2e",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A bucket name no other test uses.
@@ -444,6 +528,8 @@ pub async fn admit_accounts(
 /// (`aws:SourceOrgID`), with one write: for tests that create many trails into one bucket.
 /// `mgmt` is the organization's management account; it must own `bucket`.
 pub async fn admit_organization(mgmt: &aws_config::SdkConfig, bucket: &str) {
+    // The organization may not exist yet when this test runs first on its server.
+    create_accounts(mgmt, "org", 0).await;
     let org = aws_sdk_organizations::Client::new(mgmt)
         .describe_organization()
         .send()

@@ -2,10 +2,8 @@
 //! writer to the bucket, can do to silence, divert or pad the record, and the exact records,
 //! exit codes and alerts each gets from `trailkeeper validate` and the digest-validator.
 
-use std::sync::Mutex;
-
 use chrono::{DateTime, Duration, Utc};
-use digest_validator::{Config, Deps, RecordSink, handle};
+use digest_validator::{Config, Deps, handle};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use trailkeeper::digest::file::format_time;
@@ -21,15 +19,6 @@ fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-04-01T08:04:12Z")
         .unwrap()
         .to_utc()
-}
-
-#[derive(Default)]
-struct Records(Mutex<Vec<Value>>);
-
-impl RecordSink for Records {
-    fn write(&self, record: &Value) {
-        self.0.lock().unwrap().push(record.clone());
-    }
 }
 
 struct Scene {
@@ -66,6 +55,7 @@ impl Scene {
             alert_topic_arn: Some(topic.clone()),
             security_hub: false,
             concurrency: 8,
+            ..Default::default()
         };
         (
             Deps::new(&aws_config().await, config, Records::default()),

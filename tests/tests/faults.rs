@@ -11,8 +11,8 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -402,15 +402,6 @@ async fn a_log_or_digest_cut_on_every_read_is_an_error_never_a_verdict() {
 
 const SAMPLE_KEY: &str = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/111122223333_CloudTrail-Digest_us-east-1_trailkeeper_us-east-1_20261101T050412Z.json.gz";
 
-#[derive(Default)]
-struct Records(Mutex<Vec<Value>>);
-
-impl digest_validator::RecordSink for Records {
-    fn write(&self, record: &Value) {
-        self.0.lock().unwrap().push(record.clone());
-    }
-}
-
 fn digest_event(sample: &str, bucket: &str, key: &str) -> Value {
     let path = format!(
         "{}/../events/digest-validator/{sample}",
@@ -435,6 +426,7 @@ fn validator(
             alert_topic_arn: topic.map(str::to_owned),
             security_hub: false,
             concurrency: 4,
+            ..Default::default()
         },
         Records::default(),
     )

@@ -85,6 +85,7 @@ async fn a_tampered_log_is_one_critical_finding_that_a_repeat_updates() {
             alert_topic_arn: None,
             security_hub: true,
             concurrency: 4,
+            ..Default::default()
         },
         Records::default(),
     );
