@@ -151,7 +151,13 @@ async fn audit(
             chrono::Duration::minutes(args.max_digest_age),
         )
     });
-    let auditor = Auditor::new(aws, &archive, config, audit_role, backoff, caller);
+    let d = &config.destination;
+    let auditor = Auditor::new(aws, &archive, config.clone(), audit_role, backoff, caller)
+        .with_reverification(
+            Store::new(s3_client(&archive)),
+            d.bucket.as_str(),
+            d.prefix.as_ref().map(|p| p.as_str()),
+        );
     match watch {
         Some(w) => auditor.with_freshness(w),
         None => auditor,
@@ -225,6 +231,20 @@ fn write_table(out: &mut dyn Write, audits: &[AccountAudit], central: &str) {
                 if s.stale { "STALE" } else { "fresh" }
             );
         }
+    }
+    for a in audits {
+        let Some(r) = &a.reverification else { continue };
+        let _ = match (&r.error, r.verified_since, r.age_hours) {
+            (Some(e), _, _) => writeln!(out, "{}: re-verification unknown: {e}", a.account),
+            (None, Some(since), Some(age)) => writeln!(
+                out,
+                "{}: history re-verified {} ago (every digest and log since {})",
+                a.account,
+                age_text((age * 3600.0) as i64),
+                when(Some(since))
+            ),
+            _ => writeln!(out, "{}: history not re-verified yet", a.account),
+        };
     }
     for a in audits {
         for f in &a.findings {

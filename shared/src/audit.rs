@@ -17,7 +17,9 @@ use crate::config::{self, ConfigError};
 use crate::events::AccountId;
 use crate::freshness::{StreamAge, Watch};
 use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
+use crate::reverify::{self, ReverificationAge};
 use crate::store::describe_sdk_error;
+use crate::store::{ObjectRef, Store};
 use crate::trail::{Drift, ObservedTrail, RoleName, TrailEnabler};
 
 /// The IAM actions of an audit of trails (as the member role in other accounts, with the
@@ -113,6 +115,10 @@ pub struct AccountAudit {
     /// With the freshness watch: each region's newest digest; stale ones are findings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<Vec<StreamAge>>,
+    /// With the archive's state read: since when every digest and log of the account was
+    /// validated again (`crate::reverify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverification: Option<ReverificationAge>,
 }
 
 impl AccountAudit {
@@ -172,6 +178,8 @@ pub struct Auditor {
     caller: Option<AccountId>,
     /// Also judge whether each account's digests keep arriving.
     watch: Option<Watch>,
+    /// Also report each account's oldest re-verification, from this state object.
+    reverification: Option<(Store, ObjectRef)>,
 }
 
 impl Auditor {
@@ -196,6 +204,7 @@ impl Auditor {
             config,
             caller,
             watch: None,
+            reverification: None,
         }
     }
 
@@ -208,6 +217,13 @@ impl Auditor {
     /// Also lists each audited account's newest digests, and reports stale streams.
     pub fn with_freshness(mut self, watch: Watch) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Also reports each account's oldest re-verification, read (once) from the state in the
+    /// central bucket that the digest-validator's scheduled runs keep.
+    pub fn with_reverification(mut self, store: Store, bucket: &str, prefix: Option<&str>) -> Self {
+        self.reverification = Some((store, reverify::state_object(bucket, prefix)));
         self
     }
 
@@ -243,6 +259,21 @@ impl Auditor {
             .collect()
             .await;
         audits.sort_by_key(|a| a.account);
+        if let Some((store, object)) = &self.reverification {
+            // An unreadable state leaves coverage as it is, and says why on every account.
+            let state = reverify::read_state(store, object).await;
+            let now = Utc::now();
+            for a in &mut audits {
+                a.reverification = Some(match &state {
+                    Ok(state) => state.age_of(a.account.as_str(), now),
+                    Err(e) => ReverificationAge {
+                        verified_since: None,
+                        age_hours: None,
+                        error: Some(e.to_string()),
+                    },
+                });
+            }
+        }
         Ok(audits)
     }
 
@@ -260,6 +291,7 @@ impl Auditor {
             findings: Vec::new(),
             error: None,
             streams: None,
+            reverification: None,
         };
         let grant = self.config.grant(account);
         for (target, text) in policies {
@@ -373,6 +405,7 @@ mod tests {
             findings: Vec::new(),
             error: None,
             streams: None,
+            reverification: None,
         };
         a.judge("arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper");
         a

@@ -20,14 +20,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::digest::key;
+use crate::partition::Partition;
 use crate::report::{Status, Verdict};
 use crate::store::{Fetched, ObjectRef, Store, StoreError};
 use crate::validate::{Engine, Event, HistoryScope, RegionDir};
 
 /// Where the state lives under the bucket's prefix.
 pub const STATE_KEY: &str = "trailkeeper/reverification/state.json";
+/// Beside the state: the S3 Batch Operations manifest generator for what a pass behind its
+/// period has left (`aws s3control create-job --manifest-generator file://…`).
+pub const BATCH_GENERATOR_KEY: &str = "trailkeeper/reverification/batch-manifest-generator.json";
 /// The IAM actions of a run besides reading the bucket: writing its state object.
 pub const CALLS: &[&str] = &["s3:PutObject"];
+/// Reading the state object only: what the audit needs to report each account's age.
+pub const STATE_READ_CALLS: &[&str] = &["s3:GetObject"];
 pub const DEFAULT_PERIOD_DAYS: u32 = 30;
 const STATE_LIMIT: u64 = 16 << 20;
 
@@ -63,20 +69,68 @@ pub struct State {
     pub passes_completed: u64,
 }
 
+/// One account's oldest re-verification, as the audit reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReverificationAge {
+    /// When the latest complete pass over the account began; None: no pass has finished.
+    pub verified_since: Option<DateTime<Utc>>,
+    pub age_hours: Option<f64>,
+    /// The state object could not be read (naming it and why): the age is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 impl State {
+    /// The age of `account`'s oldest re-verification at `now`.
+    pub fn age_of(&self, account: &str, now: DateTime<Utc>) -> ReverificationAge {
+        let since = self.verified_since.get(account).copied();
+        ReverificationAge {
+            verified_since: since,
+            age_hours: since.map(|t| ((now - t).num_seconds() as f64 / 360.0).round() / 10.0),
+            error: None,
+        }
+    }
+
     /// The age of each account's oldest re-verification at `now`; None for an account no pass
     /// has finished yet.
     pub fn ages(&self, accounts: &[String], now: DateTime<Utc>) -> BTreeMap<String, Option<f64>> {
         accounts
             .iter()
-            .map(|a| {
-                let age = self
-                    .verified_since
-                    .get(a)
-                    .map(|t| (now - *t).num_seconds() as f64 / 3600.0);
-                (a.clone(), age)
-            })
+            .map(|a| (a.clone(), self.age_of(a, now).age_hours))
             .collect()
+    }
+}
+
+/// Where the state of re-verification lives in `bucket` under `prefix`.
+pub fn state_object(bucket: &str, prefix: Option<&str>) -> ObjectRef {
+    own_object(bucket, prefix, STATE_KEY)
+}
+
+/// An object of re-verification's own (`key`) in `bucket` under `prefix`.
+fn own_object(bucket: &str, prefix: Option<&str>, key: &str) -> ObjectRef {
+    let prefix = prefix
+        .map(|p| format!("{}/", p.trim_end_matches('/')))
+        .unwrap_or_default();
+    ObjectRef::new(bucket, format!("{prefix}{key}"))
+}
+
+/// The state of re-verification (a fresh one when no run has saved any yet).
+pub async fn read_state(store: &Store, object: &ObjectRef) -> Result<State, ReverifyError> {
+    match store.get_small(object, STATE_LIMIT).await? {
+        Fetched::Missing => Ok(State {
+            trailkeeper_reverification: 1,
+            ..State::default()
+        }),
+        Fetched::TooLarge(n) => Err(ReverifyError::BadState {
+            object: object.clone(),
+            why: format!("{n} bytes"),
+        }),
+        Fetched::Object(o) => {
+            serde_json::from_slice(&o.body).map_err(|e| ReverifyError::BadState {
+                object: object.clone(),
+                why: e.to_string(),
+            })
+        }
     }
 }
 
@@ -108,6 +162,11 @@ pub struct RunReport {
     pub slices_left: u64,
     /// At the pace so far, the pass ends after the period.
     pub behind: bool,
+    /// The digest folders of the accounts this pass has not finished, in order (known when the
+    /// run stopped for its deadline): what S3 Batch Operations should take when runs cannot.
+    pub folders_left: Vec<String>,
+    /// Behind: where the manifest generator over [`Self::folders_left`] was written.
+    pub batch_generator: Option<ObjectRef>,
     pub state: State,
     /// Accounts with history, for the ages.
     pub accounts: Vec<String>,
@@ -140,6 +199,7 @@ impl RunReport {
                 "cursor": self.state.cursor,
                 "slices_left": self.slices_left,
                 "behind": self.behind,
+                "batch_manifest_generator": self.batch_generator.as_ref().map(ToString::to_string),
                 "digests": self.digests,
                 "logs": self.logs,
                 "gaps": self.gaps,
@@ -160,40 +220,49 @@ pub struct Reverifier {
     pub bucket: String,
     pub prefix: Option<String>,
     pub period_days: u32,
+    /// The bucket's partition, for the ARN S3 Batch Operations takes.
+    pub partition: Partition,
+}
+
+/// An S3 Batch Operations manifest generator (`CreateJob`'s `ManifestGenerator`) over the digests
+/// under `folders` created before `before`: each becomes a task of the digest-validator.
+pub fn batch_manifest_generator(
+    bucket_arn: &str,
+    folders: &[String],
+    before: DateTime<Utc>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "S3JobManifestGenerator": {
+            "SourceBucket": bucket_arn,
+            "EnableManifestOutput": false,
+            "Filter": {
+                "KeyNameConstraint": {"MatchAnyPrefix": folders},
+                "CreatedBefore": crate::digest::file::format_time(before),
+            },
+        },
+    })
 }
 
 impl Reverifier {
     fn state_object(&self) -> ObjectRef {
-        ObjectRef::new(
-            &self.bucket,
-            format!(
-                "{}{STATE_KEY}",
-                self.prefix
-                    .as_deref()
-                    .map(|p| format!("{}/", p.trim_end_matches('/')))
-                    .unwrap_or_default()
-            ),
-        )
+        state_object(&self.bucket, self.prefix.as_deref())
     }
 
     pub async fn load_state(&self) -> Result<State, ReverifyError> {
-        let object = self.state_object();
-        match self.store.get_small(&object, STATE_LIMIT).await? {
-            Fetched::Missing => Ok(State {
-                trailkeeper_reverification: 1,
-                ..State::default()
-            }),
-            Fetched::TooLarge(n) => Err(ReverifyError::BadState {
-                object,
-                why: format!("{n} bytes"),
-            }),
-            Fetched::Object(o) => {
-                serde_json::from_slice(&o.body).map_err(|e| ReverifyError::BadState {
-                    object,
-                    why: e.to_string(),
-                })
-            }
-        }
+        read_state(&self.store, &self.state_object()).await
+    }
+
+    async fn save_batch_generator(
+        &self,
+        report: &RunReport,
+        now: DateTime<Utc>,
+    ) -> Result<ObjectRef, ReverifyError> {
+        let arn = format!("{}::{}", self.partition.arn_prefix("s3"), self.bucket);
+        let generator = batch_manifest_generator(&arn, &report.folders_left, now);
+        let at = own_object(&self.bucket, self.prefix.as_deref(), BATCH_GENERATOR_KEY);
+        let body = serde_json::to_vec_pretty(&generator).unwrap_or_default();
+        self.store.put_small(&at, body, "application/json").await?;
+        Ok(at)
     }
 
     async fn save_state(&self, state: &State) -> Result<(), ReverifyError> {
@@ -313,6 +382,17 @@ impl Reverifier {
                 // The slices of the folders not yet listed are left too; counting them would
                 // list them, so only the folders are counted, as one slice each at least.
                 report.slices_left += (dirs.len() - i - 1) as u64;
+                // Whole accounts: validating again what this pass did of one is harmless.
+                for d in &dirs[i..] {
+                    let folder = format!(
+                        "{}{}/",
+                        key::account_root(self.prefix.as_deref(), d.org_id.as_deref(), &d.account),
+                        key::DIGEST_DIR
+                    );
+                    if report.folders_left.last() != Some(&folder) {
+                        report.folders_left.push(folder);
+                    }
+                }
                 break;
             }
             // The account is done when its last region folder is.
@@ -334,6 +414,9 @@ impl Reverifier {
             let done = state.slices_done.max(1) as f64;
             let projected = elapsed * (done + report.slices_left as f64) / done;
             report.behind = projected > f64::from(self.period_days) * 86_400.0;
+            if report.behind {
+                report.batch_generator = Some(self.save_batch_generator(&report, now).await?);
+            }
         }
         self.save_state(&state).await?;
         report.state = state;

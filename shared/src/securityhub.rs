@@ -826,6 +826,7 @@ mod tests {
             admitted: BTreeMap::new(),
             other_trails: vec![],
             streams: None,
+            reverification: None,
             findings: vec![
                 "no trail arn:aws:cloudtrail:us-east-1:222233334444:trail/trailkeeper".into(),
             ],

@@ -99,6 +99,21 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         .await
         .expect("a left-over trail");
 
+    // The digest-validator's re-verification finished a pass over `covered` three hours ago.
+    let since = chrono::Utc::now() - chrono::Duration::hours(3);
+    let state = serde_json::json!({
+        "trailkeeper_reverification": 1,
+        "pass_started": null,
+        "verified_since": {covered.to_string(): trailkeeper::digest::file::format_time(since)},
+    });
+    s3.put_object()
+        .bucket(&bucket)
+        .key(trailkeeper::reverify::STATE_KEY)
+        .body(state.to_string().into_bytes().into())
+        .send()
+        .await
+        .expect("the re-verification state");
+
     let ids: Vec<String> = [covered, no_trail, stopped, not_admitted, leftover]
         .iter()
         .map(ToString::to_string)
@@ -134,6 +149,13 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
     assert_eq!(of(covered)["trail"]["multi_region"], true);
     assert_eq!(of(covered)["trail"]["log_file_validation"], true);
     assert!(of(covered)["trail"]["latest_delivery"].is_string(), "{out}");
+    let reverified = &of(covered)["reverification"];
+    assert_eq!(reverified["age_hours"], 3.0, "{out}");
+    assert!(reverified["error"].is_null(), "{out}");
+    assert!(
+        of(no_trail)["reverification"]["verified_since"].is_null(),
+        "{out}"
+    );
 
     assert_eq!(of(no_trail)["covered"], false);
     assert_eq!(findings(no_trail), [format!("no trail {}", arn(no_trail))]);
@@ -185,6 +207,14 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
     );
     assert!(
         table.contains(&format!("{no_trail}: no trail {}", arn(no_trail))),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{covered}: history re-verified 3h00m ago")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{no_trail}: history not re-verified yet")),
         "{table}"
     );
     assert!(

@@ -100,4 +100,72 @@ async fn two_accounts_are_reverified_slice_by_slice_and_a_later_tampering_is_fou
     let alerts = published(&topic);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].1.contains(&tampered.key), "{}", alerts[0].1);
+
+    // A pass that began 29 days ago has done one slice and gets no time now: it cannot end
+    // within its period. The alert says so, and S3 Batch Operations gets what is left.
+    let first = expected.iter().next().unwrap();
+    let state = json!({
+        "trailkeeper_reverification": 1,
+        "pass_started": trailkeeper::digest::file::format_time(Utc::now() - Duration::days(29)),
+        "cursor": {"account": first.0, "region": first.1, "day": first.2},
+        "slices_done": 1,
+    });
+    s3.put_object()
+        .bucket(&bucket)
+        .key(trailkeeper::reverify::STATE_KEY)
+        .body(state.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let out = run(&deps, 30).await;
+    assert_eq!(out["behind"], true, "{out}");
+    let alerts = published(&topic);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let generator_key = trailkeeper::reverify::BATCH_GENERATOR_KEY;
+    assert!(alerts[1].1.contains(generator_key), "{}", alerts[1].1);
+    let generator: Value = serde_json::from_slice(
+        &s3.get_object()
+            .bucket(&bucket)
+            .key(generator_key)
+            .send()
+            .await
+            .expect("the manifest generator")
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes(),
+    )
+    .unwrap();
+    let g = &generator["S3JobManifestGenerator"];
+    assert_eq!(
+        g["SourceBucket"],
+        format!("arn:aws:s3:::{bucket}"),
+        "{generator}"
+    );
+    let prefixes: Vec<&str> = g["Filter"]["KeyNameConstraint"]["MatchAnyPrefix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prefixes,
+        [
+            "AWSLogs/111122223333/CloudTrail-Digest/",
+            "AWSLogs/444455556666/CloudTrail-Digest/"
+        ],
+        "{generator}"
+    );
+    // The prefixes take every digest of the history, and nothing but digests.
+    for d in &history.digests {
+        assert!(
+            prefixes.iter().any(|p| d.object.key.starts_with(p)),
+            "{}",
+            d.object.key
+        );
+    }
+    for l in &history.logs {
+        assert!(!prefixes.iter().any(|p| l.key.starts_with(p)), "{}", l.key);
+    }
 }

@@ -182,6 +182,7 @@ fn audit_of(account: AccountId, findings: &[&str]) -> AccountAudit {
         admitted: BTreeMap::new(),
         other_trails: vec![],
         streams: None,
+        reverification: None,
         findings: findings.iter().map(|f| f.to_string()).collect(),
         error: None,
     }

@@ -103,6 +103,9 @@ impl<R: RecordSink> Deps<R> {
                 bucket,
                 prefix: config.prefix.clone(),
                 period_days: config.reverify_period_days,
+                partition: trailkeeper::partition::Partition::of_region(
+                    aws.region().map_or("", |r| r.as_ref()),
+                ),
             }),
             engine,
             alerts: config
@@ -315,7 +318,7 @@ impl<R: RecordSink> Deps<R> {
                     subject: "trailkeeper: re-verification is behind its period".into(),
                     message: format!(
                         "trailkeeper's scheduled re-verification of s3://{} will not finish its pass within {} days at its pace so far: {} slices (an account's region on one day) are left after this run, the pass began {}.\n\n\
-                         Run it more often, give it a longer time limit, or validate the accounts left with S3 Batch Operations over their digests.\n",
+                         Run it more often, give it a longer time limit, or validate the {} accounts left with S3 Batch Operations: {} holds the manifest generator over their digests (aws s3control create-job --manifest-generator file://… with the digest-validator's LambdaInvoke operation; README, \"Re-verification\").\n",
                         reverifier.bucket,
                         reverifier.period_days,
                         run.slices_left,
@@ -323,6 +326,10 @@ impl<R: RecordSink> Deps<R> {
                             .pass_started
                             .map(trailkeeper::digest::file::format_time)
                             .unwrap_or_default(),
+                        run.folders_left.len(),
+                        run.batch_generator
+                            .as_ref()
+                            .map_or("(not written)".to_string(), ToString::to_string),
                     ),
                 };
                 topic.publish(&alert).await.map_err(|e| e.to_string())?;

@@ -216,8 +216,14 @@ async fn audit<R: RecordSink>(
     deps: &Deps<R>,
     caller: Option<AccountId>,
 ) -> Result<Vec<AccountAudit>, HandlerError> {
-    let (auditor, accounts, _) = auditor(deps, caller).await?;
+    let (auditor, accounts, archive) = auditor(deps, caller).await?;
+    let d = &deps.onboard.destination;
     auditor
+        .with_reverification(
+            Store::new(s3_client(&archive)),
+            d.bucket.as_str(),
+            d.prefix.as_ref().map(|p| p.as_str()),
+        )
         .audit_all(accounts, deps.config.concurrency)
         .await
         .map_err(HandlerError::Audit)

@@ -25,9 +25,10 @@ pub const CALLS: &[&[&str]] = &[
     trailkeeper::securityhub::RESOLVE_CALLS,
 ];
 
-/// What the log-archive account's `AuditReaderRole` must allow: reading the policies, and
-/// listing the digest keys for the hourly freshness check.
+/// What the log-archive account's `AuditReaderRole` must allow: reading the policies, listing
+/// the digest keys for the hourly freshness check, and reading re-verification's state object.
 pub const ARCHIVE_READER_CALLS: &[&[&str]] = &[
     trailkeeper::audit::POLICY_READ_CALLS,
     trailkeeper::freshness::CALLS,
+    trailkeeper::reverify::STATE_READ_CALLS,
 ];
