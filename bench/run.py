@@ -296,6 +296,27 @@ def lambda_memory():
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def tripwire_latency():
+    log("tripwire: event to alert, 50 injected objects")
+    _, p = must(["bash", ROOT / "bench/tripwire-latency.sh", "50"], cwd=ROOT)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def tripwire_section(t):
+    """Section 6 of RESULTS.md, from bench/tripwire-latency.sh's line."""
+    return [
+        "## 6. Tripwire: event to alert\n",
+        f"The release digest-validator, through a minimal Runtime API (bench/runtime_api.py), judging "
+        f"{t['events']} `Object Created` events of objects an IAM user wrote under `AWSLogs/` (verdicts: "
+        + ", ".join(f"{n} {k}" for k, n in t["verdicts"].items())
+        + f"), each with one `ListObjectVersions` and one SNS `Publish` on moto: from the event handed "
+        f"to the function to its response, after the alert, median **{t['median_ms']:.0f} ms**, 95th "
+        f"percentile {t['p95_ms']:.0f} ms, largest {t['max_ms']:.0f} ms; the function's own CPU "
+        f"{t['function_cpu_ms_per_event']:.1f} ms per event (the rest is the emulator's). On AWS, add "
+        "the two calls' latency and EventBridge's delivery of the S3 event.\n",
+    ]
+
+
 def cold_start(tmp):
     events = {
         "digest-validator": ROOT / "events/digest-validator/s3-test-event.json",
@@ -386,7 +407,7 @@ def ratio(a, b):
     return a / b if b else float("inf")
 
 
-def write_results(corpus, cli, cores, memory, cold, capacity, hundred, started):
+def write_results(corpus, cli, cores, memory, cold, capacity, hundred, tripwire, started):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     L = []
@@ -457,6 +478,7 @@ def write_results(corpus, cli, cores, memory, cold, capacity, hundred, started):
     for line in capacity + hundred:
         L.append(f"- {line}")
     L.append("")
+    L.extend(tripwire_section(tripwire))
     L.append("## Commands\n")
     L.append("```")
     L.extend(dict.fromkeys(commands))
@@ -483,7 +505,8 @@ def main():
         cli = against_awscli(corpus, tmp)
         memory = lambda_memory()
         capacity, hundred = onboarding_capacity()
-    write_results(corpus, cli, cores, memory, cold, capacity, hundred, started)
+        tripwire = tripwire_latency()
+    write_results(corpus, cli, cores, memory, cold, capacity, hundred, tripwire, started)
     print((ROOT / "bench/RESULTS.md").read_text())
     if FAILURES:
         sys.exit("bench: failed (recorded in bench/RESULTS.md):\n" + "\n".join(FAILURES))
