@@ -169,3 +169,45 @@ async fn two_accounts_are_reverified_slice_by_slice_and_a_later_tampering_is_fou
         assert!(!prefixes.iter().any(|p| l.key.starts_with(p)), "{}", l.key);
     }
 }
+
+/// Whoever may write the bucket may write the state too. A state that cannot be read must not
+/// stop re-verification for good: it is alerted, and a new pass begins.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_state_is_alerted_and_a_new_pass_begins() {
+    let s3 = s3().await;
+    let key = TestKey::generate(t0() - Duration::days(1), t0() + Duration::days(30));
+    register_keys(&[&key]);
+    let bucket = unique_bucket("reverify-state");
+    create_bucket(&s3, &bucket).await;
+    let layout = TrailLayout::new(&bucket, "111122223333", "us-east-1");
+    let history = Generator::new(layout, &key, 7).chain(t0(), 26, None, |_| 1);
+    upload(&cloudtrail_delivery().await, &bucket, &history).await;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(trailkeeper::reverify::STATE_KEY)
+        .body(b"{\"cursor\": \"past everything\"}".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let topic = create_topic(&unique_bucket("reverify-state-alerts")).await;
+    let deps = Deps::new(
+        &aws_config().await,
+        Config {
+            central_bucket: Some(bucket.clone()),
+            alert_topic_arn: Some(topic.clone()),
+            ..Default::default()
+        },
+        Records::default(),
+    );
+    let out = run(&deps, 900).await;
+    assert_eq!(out["pass_completed"], true, "{out}");
+    assert_eq!(
+        out["reverified"].as_u64().unwrap() as usize,
+        slices(&history).len(),
+        "{out}"
+    );
+    let alerts = published(&topic);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let state_object = format!("s3://{bucket}/{}", trailkeeper::reverify::STATE_KEY);
+    assert!(alerts[0].1.contains(&state_object), "{}", alerts[0].1);
+}
