@@ -167,6 +167,8 @@ pub struct RunReport {
     pub folders_left: Vec<String>,
     /// Behind: where the manifest generator over [`Self::folders_left`] was written.
     pub batch_generator: Option<ObjectRef>,
+    /// The state could not be read (why, naming it): this run began a new pass.
+    pub state_unreadable: Option<String>,
     pub state: State,
     /// Accounts with history, for the ages.
     pub accounts: Vec<String>,
@@ -200,6 +202,7 @@ impl RunReport {
                 "slices_left": self.slices_left,
                 "behind": self.behind,
                 "batch_manifest_generator": self.batch_generator.as_ref().map(ToString::to_string),
+                "state_unreadable": self.state_unreadable,
                 "digests": self.digests,
                 "logs": self.logs,
                 "gaps": self.gaps,
@@ -322,7 +325,17 @@ impl Reverifier {
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<RunReport, ReverifyError> {
-        let mut state = self.load_state().await?;
+        let mut report = RunReport::default();
+        let mut state = match self.load_state().await {
+            Ok(state) => state,
+            // Anyone who may write the bucket may write the state: a state that cannot be read
+            // is said (an alert), and a new pass begins, rather than no pass ever again.
+            Err(e @ ReverifyError::BadState { .. }) => {
+                report.state_unreadable = Some(e.to_string());
+                State::default()
+            }
+            Err(e) => return Err(e),
+        };
         state.trailkeeper_reverification = 1;
         let pass_started = *state.pass_started.get_or_insert(now);
         let dirs =
@@ -333,7 +346,6 @@ impl Reverifier {
                     bucket: self.bucket.clone(),
                     why: e.to_string(),
                 })?;
-        let mut report = RunReport::default();
         let mut accounts: Vec<String> = dirs.iter().map(|d| d.account.clone()).collect();
         accounts.dedup();
         let today = now.date_naive();

@@ -313,6 +313,16 @@ impl<R: RecordSink> Deps<R> {
                 let alert = Alert::for_finding(v, None, day_of(v));
                 topic.publish(&alert).await.map_err(|e| e.to_string())?;
             }
+            if let Some(why) = &run.state_unreadable {
+                let alert = Alert {
+                    subject: "trailkeeper: re-verification's state was unreadable".into(),
+                    message: format!(
+                        "{why}.\n\nOnly the digest-validator writes this object: someone else changed it. Re-verification began a new pass over s3://{} and wrote a new state; each account's age of re-verification starts again with it. Who wrote the object is in the bucket's CloudTrail data events or S3 server access logs.\n",
+                        reverifier.bucket
+                    ),
+                };
+                topic.publish(&alert).await.map_err(|e| e.to_string())?;
+            }
             if run.behind {
                 let alert = Alert {
                     subject: "trailkeeper: re-verification is behind its period".into(),
