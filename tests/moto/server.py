@@ -44,6 +44,10 @@ organization trail: under the management account's and the organization's trees)
 nothing. PutBucketPolicy and DeleteBucketPolicy honour an explicit Deny of the current bucket
 policy for the caller's aws:PrincipalArn (moto applies none); the bucket owner's root user is
 exempt, as on S3. Both use the small evaluator below (see policy_decision).
+
+A new trail has CloudTrail's default event selector (every management event, read and write;
+moto gives none), and putting basic event selectors removes advanced ones and the other way
+round, as on CloudTrail (moto keeps both).
 """
 
 import argparse
@@ -646,6 +650,35 @@ def strict_update_trail(original):
 
 
 # ---------------------------------------------------------------------------------------------
+# Event selectors as CloudTrail keeps them
+
+# A new trail records every management event, read and write (CloudTrail's default event
+# selector); moto gives it none, which trailkeeper would read as a trail that records nothing.
+DEFAULT_EVENT_SELECTOR = {"ReadWriteType": "All", "IncludeManagementEvents": True,
+                          "DataResources": [], "ExcludeManagementEventSources": []}
+
+
+def trail_with_default_selectors(original):
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.event_selectors = [dict(DEFAULT_EVENT_SELECTOR)]
+        self.advanced_event_selectors = []
+    return init
+
+
+def put_event_selectors_replacing(original):
+    """A trail has basic or advanced selectors, never both: putting one kind removes the other
+    (moto keeps the advanced ones when basic ones are put)."""
+    def put_event_selectors(self, event_selectors, advanced_event_selectors):
+        original(self, event_selectors, advanced_event_selectors)
+        if event_selectors:
+            self.advanced_event_selectors = []
+        elif advanced_event_selectors:
+            self.event_selectors = []
+    return put_event_selectors
+
+
+# ---------------------------------------------------------------------------------------------
 # PutBucketPolicy / DeleteBucketPolicy under the current policy's explicit Deny
 
 class PolicyChangeDenied(S3ClientError):
@@ -732,6 +765,10 @@ def main() -> None:
     SecurityHubResponse.batch_import_findings = batch_import_findings
     CloudTrailResponse.create_trail = strict_create_trail(CloudTrailResponse.create_trail)
     CloudTrailResponse.update_trail = strict_update_trail(CloudTrailResponse.update_trail)
+    from moto.cloudtrail.models import Trail
+
+    Trail.__init__ = trail_with_default_selectors(Trail.__init__)
+    Trail.put_event_selectors = put_event_selectors_replacing(Trail.put_event_selectors)
     S3Response._bucket_response_put = strict_bucket_put(S3Response._bucket_response_put)
     S3Response._bucket_response_delete = strict_bucket_delete(S3Response._bucket_response_delete)
     import moto.s3.notifications as s3_notifications

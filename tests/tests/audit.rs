@@ -471,3 +471,127 @@ async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_findin
         "the alert says what the audit says"
     );
 }
+
+/// An administrator of a member account keeps the trail logging, and its digests arriving, but
+/// has it record no management events, or only reads: the audit says so for that account, and
+/// the trail-enabler puts the selectors back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trail_whose_selectors_leave_management_events_out_is_not_covered_and_is_repaired() {
+    use aws_sdk_cloudtrail::types::{
+        AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
+    };
+    let mgmt = aws_config().await;
+    let ids = create_accounts(&mgmt, "selectors", 2).await;
+    let [none, reads] = [0, 1].map(|i| AccountId::new(&ids[i]).unwrap());
+    let s3 = s3().await;
+    let bucket = unique_bucket("selectors-central");
+    create_bucket(&s3, &bucket).await;
+    let config = onboard_config(&[
+        ("TRAILKEEPER_BUCKET", bucket.clone()),
+        ("TRAILKEEPER_TRAIL_NAME", TRAIL.into()),
+    ]);
+    let policies = PolicyUpdater::new(&mgmt, config.clone(), FAST_LOOP);
+    let trails = TrailEnabler::new(
+        &mgmt,
+        config.trail_spec(),
+        config.member_role.clone(),
+        FAST_BACKOFF,
+    );
+    for a in [none, reads] {
+        policies.admit(a).await.expect("admit");
+        trails.enable(a).await.expect("enable");
+    }
+    let args = [
+        "--format",
+        "json",
+        "--account",
+        &ids[0],
+        "--account",
+        &ids[1],
+    ];
+    let (code, out, err) = audit(&config, &mgmt, &args).await;
+    assert_eq!(code, 0, "a new trail records every management event: {out}{err}");
+
+    let arn = |a: AccountId| config.trail_spec().trail_arn(a).to_string();
+    let (ct, _) = trails.member_cloudtrail(none).await.unwrap();
+    ct.put_event_selectors()
+        .trail_name(arn(none))
+        .event_selectors(
+            EventSelector::builder()
+                .read_write_type(ReadWriteType::All)
+                .include_management_events(false)
+                .data_resources(
+                    DataResource::builder()
+                        .r#type("AWS::S3::Object")
+                        .values(format!("arn:aws:s3:::{bucket}/"))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("no management events");
+    let (ct, _) = trails.member_cloudtrail(reads).await.unwrap();
+    let field = |name: &str, value: &str| {
+        AdvancedFieldSelector::builder()
+            .field(name)
+            .equals(value)
+            .build()
+            .unwrap()
+    };
+    ct.put_event_selectors()
+        .trail_name(arn(reads))
+        .advanced_event_selectors(
+            AdvancedEventSelector::builder()
+                .name("reads only")
+                .field_selectors(field("eventCategory", "Management"))
+                .field_selectors(field("readOnly", "true"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("read events only");
+
+    let (code, out, err) = audit(&config, &mgmt, &args).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let findings = |a: AccountId| -> Vec<String> {
+        let line: Value = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|l| l["type"] == "account" && l["account"] == a.to_string())
+            .unwrap_or_else(|| panic!("no line for {a}: {out}"));
+        line["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected = "expected \"all management events, read and write\"";
+    assert_eq!(
+        findings(none),
+        [format!(
+            "trail {}: EventSelectors is \"no management events\", {expected}",
+            arn(none)
+        )]
+    );
+    assert_eq!(
+        findings(reads),
+        [format!(
+            "trail {}: EventSelectors is \"read management events only\", {expected}",
+            arn(reads)
+        )]
+    );
+
+    for a in [none, reads] {
+        let report = trails.enable(a).await.expect("repair");
+        let trailkeeper::trail::TrailAction::Repair { drift } = &report.action else {
+            panic!("{report:?}")
+        };
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].setting, "EventSelectors");
+    }
+    let (code, out, err) = audit(&config, &mgmt, &args).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
