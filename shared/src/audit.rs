@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{self, ConfigError};
+use crate::event_selectors::ManagementEvents;
 use crate::events::AccountId;
 use crate::freshness::{StreamAge, Watch};
 use crate::onboard::{OnboardConfig, PolicyTarget, PolicyUpdater};
@@ -24,7 +25,11 @@ use crate::trail::{Drift, ObservedTrail, RoleName, TrailEnabler};
 
 /// The IAM actions of an audit of trails (as the member role in other accounts, with the
 /// caller's credentials in its own), besides `sts:AssumeRole` and `organizations:ListAccounts`.
-pub const CALLS: &[&str] = &["cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus"];
+pub const CALLS: &[&str] = &[
+    "cloudtrail:DescribeTrails",
+    "cloudtrail:GetTrailStatus",
+    "cloudtrail:GetEventSelectors",
+];
 /// The IAM actions that read the policies, in the log-archive account.
 pub const POLICY_READ_CALLS: &[&str] = &["s3:GetBucketPolicy", "kms:GetKeyPolicy"];
 
@@ -352,7 +357,7 @@ impl Auditor {
         let spec = &self.trails.spec;
         let ours = spec.trail_arn(account).to_string();
         for t in listed.trail_list() {
-            let observed = ObservedTrail::from_sdk(t);
+            let mut observed = ObservedTrail::from_sdk(t);
             let arn = observed.arn.clone().unwrap_or_default();
             if arn != ours {
                 audit.other_trails.push(OtherTrail {
@@ -370,6 +375,20 @@ impl Auditor {
                     describe_sdk_error(&e)
                 )
             })?;
+            // A trail that logs, and delivers its digests, records nothing if its selectors
+            // leave management events out.
+            let selectors = ct
+                .get_event_selectors()
+                .trail_name(&arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "account {account}: cloudtrail:GetEventSelectors {arn}: {}",
+                        describe_sdk_error(&e)
+                    )
+                })?;
+            observed.management_events = Some(ManagementEvents::from_sdk(&selectors));
             let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_owned);
             let time = |t: Option<&aws_smithy_types::DateTime>| {
                 t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))

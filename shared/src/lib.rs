@@ -9,6 +9,7 @@ pub mod config;
 pub mod consolidate;
 pub mod coverage;
 pub mod digest;
+pub mod event_selectors;
 pub mod events;
 pub mod freshness;
 pub mod gzip;

@@ -21,6 +21,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 
+use crate::event_selectors::ManagementEvents;
 use crate::events::{AccountId, log_safe_with};
 use crate::partition::Partition;
 use crate::policy::{LogDestination, RegionName, TrailArn, TrailName};
@@ -36,6 +37,8 @@ pub const MEMBER_ROLE_CALLS: &[&str] = &[
     "cloudtrail:CreateTrail",
     "cloudtrail:UpdateTrail",
     "cloudtrail:StartLogging",
+    "cloudtrail:GetEventSelectors",
+    "cloudtrail:PutEventSelectors",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -199,6 +202,13 @@ impl TrailSpec {
             or_none(&trail.kms_key_id),
             or_none(&self.kms_key.as_ref().map(ToString::to_string)),
         );
+        if let Some(recorded) = trail.management_events.as_ref().filter(|m| !m.all()) {
+            check(
+                EVENT_SELECTORS,
+                recorded.to_string(),
+                ManagementEvents::every().to_string(),
+            );
+        }
         drift
     }
 }
@@ -215,6 +225,8 @@ pub struct ObservedTrail {
     pub kms_key_id: Option<String>,
     pub home_region: Option<String>,
     pub organization_trail: bool,
+    /// What its event selectors record (`GetEventSelectors`); None where they were not read.
+    pub management_events: Option<ManagementEvents>,
 }
 
 impl ObservedTrail {
@@ -230,9 +242,13 @@ impl ObservedTrail {
             kms_key_id: text(t.kms_key_id()),
             home_region: text(t.home_region()),
             organization_trail: t.is_organization_trail().unwrap_or(false),
+            management_events: None,
         }
     }
 }
+
+/// The [`Drift::setting`] of event selectors that leave management events out.
+pub const EVENT_SELECTORS: &str = "EventSelectors";
 
 /// One setting of the trail that is not what the spec says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -728,11 +744,21 @@ impl<'a> Converge<'a> {
                 ct.describe_trails().trail_name_list(name).send()
             })
             .await?;
-        Ok(out
+        let Some(mut trail) = out
             .trail_list()
             .iter()
             .find(|t| t.name() == Some(name))
-            .map(ObservedTrail::from_sdk))
+            .map(ObservedTrail::from_sdk)
+        else {
+            return Ok(None);
+        };
+        let selectors = self
+            .call("cloudtrail:GetEventSelectors", || {
+                ct.get_event_selectors().trail_name(name).send()
+            })
+            .await?;
+        trail.management_events = Some(ManagementEvents::from_sdk(&selectors));
+        Ok(Some(trail))
     }
 
     fn action(&self, observed: Option<&ObservedTrail>) -> Result<TrailAction, TrailError> {
@@ -805,7 +831,22 @@ impl<'a> Converge<'a> {
         }
     }
 
-    async fn update(&mut self) -> Result<(), TrailError> {
+    /// Puts back what drifted: the trail's settings (`UpdateTrail`), its event selectors
+    /// (`PutEventSelectors`: one selector of every management event, replacing the others).
+    async fn update(&mut self, drift: &[Drift]) -> Result<(), TrailError> {
+        if drift.iter().any(|d| d.setting == EVENT_SELECTORS) {
+            let (ct, name) = (self.ct, self.spec.name.as_str());
+            self.call("cloudtrail:PutEventSelectors", || {
+                ct.put_event_selectors()
+                    .trail_name(name)
+                    .event_selectors(ManagementEvents::spec_selector())
+                    .send()
+            })
+            .await?;
+        }
+        if drift.iter().all(|d| d.setting == EVENT_SELECTORS) {
+            return Ok(());
+        }
         let (ct, spec) = (self.ct, self.spec);
         // An empty string removes a prefix or a key that the spec does not have.
         let prefix = spec
@@ -841,16 +882,16 @@ impl<'a> Converge<'a> {
                 self.create().await?;
                 // A trail a concurrent run created may differ: converge it like any other.
                 let now = self.observe().await?;
-                if let a @ TrailAction::Repair { .. } = self.action(now.as_ref())? {
-                    self.update().await?;
-                    action = a;
+                if let TrailAction::Repair { drift } = self.action(now.as_ref())? {
+                    self.update(&drift).await?;
+                    action = TrailAction::Repair { drift };
                 }
             }
             TrailAction::Repair { drift } => {
                 for d in drift {
                     tracing::warn!(account = %self.account, trail = %arn, setting = d.setting, found = %d.found, expected = %d.expected, "trail drifted from the spec; repairing");
                 }
-                self.update().await?;
+                self.update(drift).await?;
             }
             TrailAction::UpToDate => {}
         }
@@ -958,6 +999,15 @@ mod tests {
         )
     }
 
+    /// CloudTrail's default for a new trail: every management event, read and write.
+    fn default_selectors() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_cloudtrail::Client::get_event_selectors).then_output(|| {
+            aws_sdk_cloudtrail::operation::get_event_selectors::GetEventSelectorsOutput::builder()
+                .event_selectors(ManagementEvents::spec_selector())
+                .build()
+        })
+    }
+
     fn good_trail(spec: &TrailSpec) -> Trail {
         trail_in(spec, "us-east-1", false)
     }
@@ -1009,6 +1059,7 @@ mod tests {
             kms_key_id: Some(kms.into()),
             home_region: Some("us-east-1".into()),
             organization_trail: false,
+            management_events: Some(ManagementEvents::every()),
         };
         assert!(s.drift(&t).is_empty());
         let drifted = ObservedTrail {
@@ -1018,6 +1069,7 @@ mod tests {
             global_service_events: false,
             log_file_validation: false,
             kms_key_id: None,
+            management_events: Some(ManagementEvents::default()),
             ..t.clone()
         };
         let settings: Vec<_> = s.drift(&drifted).iter().map(|d| d.setting).collect();
@@ -1029,8 +1081,14 @@ mod tests {
                 "IsMultiRegionTrail",
                 "IncludeGlobalServiceEvents",
                 "LogFileValidationEnabled",
-                "KmsKeyId"
+                "KmsKeyId",
+                "EventSelectors"
             ]
+        );
+        let selectors = s.drift(&drifted).pop().unwrap();
+        assert_eq!(
+            selectors.to_string(),
+            "EventSelectors is \"no management events\", expected \"all management events, read and write\""
         );
         // No prefix and no key in the spec: a trail that has them drifted too.
         let plain = spec(None, None);
@@ -1097,7 +1155,7 @@ mod tests {
         let ct = mock_client!(
             aws_sdk_cloudtrail,
             RuleMode::MatchAny,
-            [&describe, &create, &status, &start],
+            [&describe, &create, &status, &start, &default_selectors()],
             |c| c.retry_config(aws_sdk_cloudtrail::config::retry::RetryConfig::disabled())
         );
         let report = e.enable_with(account(), &ct).await.expect("converges");
@@ -1246,7 +1304,11 @@ mod tests {
                 .http_status(500, None)
                 .repeatedly()
                 .build();
-            let ct = mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, [&describe, &update]);
+            let ct = mock_client!(
+                aws_sdk_cloudtrail,
+                RuleMode::MatchAny,
+                [&describe, &update, &default_selectors()]
+            );
             let err = e.enable_with(account(), &ct).await.unwrap_err();
             assert!(err.to_string().contains(want), "{err}");
             assert_eq!(update.num_calls(), 0);

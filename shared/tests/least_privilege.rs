@@ -42,6 +42,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("update_table", "glue:UpdateTable"),
     ("batch_import_findings", "securityhub:BatchImportFindings"),
     ("get_findings", "securityhub:GetFindings"),
+    ("get_event_selectors", "cloudtrail:GetEventSelectors"),
+    ("put_event_selectors", "cloudtrail:PutEventSelectors"),
 ];
 
 /// Modules whose AWS calls only the CLI makes, with its own credentials (no role of the

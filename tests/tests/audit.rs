@@ -510,7 +510,10 @@ async fn a_trail_whose_selectors_leave_management_events_out_is_not_covered_and_
         &ids[1],
     ];
     let (code, out, err) = audit(&config, &mgmt, &args).await;
-    assert_eq!(code, 0, "a new trail records every management event: {out}{err}");
+    assert_eq!(
+        code, 0,
+        "a new trail records every management event: {out}{err}"
+    );
 
     let arn = |a: AccountId| config.trail_spec().trail_arn(a).to_string();
     let (ct, _) = trails.member_cloudtrail(none).await.unwrap();
