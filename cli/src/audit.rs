@@ -17,6 +17,7 @@ use serde_json::json;
 
 use trailkeeper::archive::{ArchiveAudit, ArchiveAuditor, Flag, TrustedPrincipals};
 use trailkeeper::audit::{AccountAudit, Auditor};
+use trailkeeper::controls::Outcome;
 use trailkeeper::freshness::{Watch, age_text};
 use trailkeeper::onboard::OnboardConfig;
 use trailkeeper::store::{Store, s3_client};
@@ -232,6 +233,17 @@ fn write_table(out: &mut dyn Write, audits: &[AccountAudit], central: &str) {
             );
         }
     }
+    for a in audits.iter().filter(|a| !a.controls.is_empty()) {
+        let summary: Vec<String> = a
+            .controls
+            .iter()
+            .map(|c| format!("{} {}", c.id, c.outcome.as_str()))
+            .collect();
+        let _ = writeln!(out, "{}: controls {}", a.account, summary.join(", "));
+        for c in a.controls.iter().filter(|c| c.outcome == Outcome::Fail) {
+            let _ = writeln!(out, "{}: {}", a.account, c.line());
+        }
+    }
     for a in audits {
         let Some(r) = &a.reverification else { continue };
         let _ = match (&r.error, r.verified_since, r.age_hours) {
@@ -401,6 +413,7 @@ fn write_archive_json(out: &mut dyn Write, audit: &ArchiveAudit) {
         section("bucket_policy", policy, &audit.bucket_policy_error),
         section("member_role", role, &audit.member_role_error),
         section("protections", protections, &None),
+        json!({"type": "controls", "bucket": audit.bucket, "controls": audit.controls}),
         json!({
             "type": "summary",
             "bucket": audit.bucket,
@@ -524,6 +537,9 @@ fn write_archive_text(out: &mut dyn Write, audit: &ArchiveAudit) {
             Some(_) => "partial".to_string(),
         })),
     );
+    for c in &audit.controls {
+        let _ = writeln!(out, "control {}", c.line());
+    }
     let flags: Vec<&Flag> = audit.flags().collect();
     for f in &flags {
         let _ = writeln!(out, "FLAG {}: {f}", f.code);

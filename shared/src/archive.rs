@@ -642,6 +642,8 @@ pub struct BucketPolicyReport {
     /// `Deny` statements (index, Sid): they grant nothing.
     pub denies: Vec<(usize, Option<String>)>,
     pub flags: Vec<Flag>,
+    /// A `Deny` of every request without TLS (Security Hub's S3.5).
+    pub denies_insecure_transport: bool,
 }
 
 /// Classifies every statement of the central bucket's policy.
@@ -655,12 +657,14 @@ pub fn classify_bucket_policy(
         grants: Vec::new(),
         denies: Vec::new(),
         flags: Vec::new(),
+        denies_insecure_transport: false,
     };
     let Some(policy) = policy else {
         return report;
     };
     let values = statements(policy);
     report.statements = values.len();
+    report.denies_insecure_transport = crate::controls::denies_insecure_transport(&values);
     each_statement(&values, &mut report.flags, |s, value, flags| {
         if !s.allow {
             report.denies.push((s.index, s.sid.clone()));
@@ -974,6 +978,8 @@ pub struct ArchiveAudit {
     pub member_role: Option<MemberRoleReport>,
     pub member_role_error: Option<String>,
     pub protections: Protections,
+    /// CloudTrail.6, S3.5, S3.14, S3.15 and S3.20 of the bucket (`crate::controls`).
+    pub controls: Vec<crate::controls::Control>,
 }
 
 impl ArchiveAudit {
@@ -1056,14 +1062,17 @@ impl ArchiveAuditor {
         }
         protections.errors = errors;
         protections.judge(&self.bucket);
-        ArchiveAudit {
+        let mut audit = ArchiveAudit {
             bucket: self.bucket.to_string(),
             bucket_policy,
             bucket_policy_error,
             member_role,
             member_role_error,
             protections,
-        }
+            controls: Vec::new(),
+        };
+        audit.controls = crate::controls::bucket_controls(&audit);
+        audit
     }
 
     fn failed<E>(&self, call: &str, e: &SdkError<E, HttpResponse>) -> String

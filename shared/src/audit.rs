@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{self, ConfigError};
+use crate::controls::Control;
 use crate::event_selectors::ManagementEvents;
 use crate::events::AccountId;
 use crate::freshness::{StreamAge, Watch};
@@ -62,6 +63,9 @@ pub struct TrailState {
     pub drift: Vec<Drift>,
     /// When logging last started (`GetTrailStatus.StartLoggingTime`).
     pub started_logging: Option<DateTime<Utc>>,
+    pub kms_key_id: Option<String>,
+    /// What its event selectors record.
+    pub management_events: Option<ManagementEvents>,
 }
 
 impl TrailState {
@@ -120,6 +124,9 @@ pub struct AccountAudit {
     /// With the freshness watch: each region's newest digest; stale ones are findings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<Vec<StreamAge>>,
+    /// CloudTrail.1, .2 and .4 of trailkeeper's trail (`crate::controls`); empty when the
+    /// account could not be read.
+    pub controls: Vec<Control>,
     /// With the archive's state read: since when every digest and log of the account was
     /// validated again (`crate::reverify`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -297,6 +304,7 @@ impl Auditor {
             error: None,
             streams: None,
             reverification: None,
+            controls: Vec::new(),
         };
         let grant = self.config.grant(account);
         for (target, text) in policies {
@@ -315,6 +323,7 @@ impl Auditor {
             return audit;
         }
         audit.judge(&self.trails.spec.trail_arn(account).to_string());
+        audit.controls = crate::controls::trail_controls(audit.trail.as_ref());
         if let (Some(watch), Some(trail)) = (&self.watch, &audit.trail) {
             let home = self.trails.spec.home_region.as_str();
             let listed = watch
@@ -404,6 +413,8 @@ impl Auditor {
                 latest_digest_error: text(status.latest_digest_delivery_error()),
                 drift: spec.drift(&observed),
                 started_logging: time(status.start_logging_time()),
+                kms_key_id: observed.kms_key_id.clone(),
+                management_events: observed.management_events.clone(),
             });
         }
         audit.other_trails.sort_by(|a, b| a.arn.cmp(&b.arn));
@@ -425,6 +436,7 @@ mod tests {
             error: None,
             streams: None,
             reverification: None,
+            controls: Vec::new(),
         };
         a.judge("arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper");
         a
@@ -442,6 +454,8 @@ mod tests {
             latest_digest_error: None,
             drift: Vec::new(),
             started_logging: None,
+            kms_key_id: None,
+            management_events: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod athena;
 pub mod audit;
 pub mod config;
 pub mod consolidate;
+pub mod controls;
 pub mod coverage;
 pub mod digest;
 pub mod event_selectors;

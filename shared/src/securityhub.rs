@@ -827,6 +827,7 @@ mod tests {
             other_trails: vec![],
             streams: None,
             reverification: None,
+            controls: Vec::new(),
             findings: vec![
                 "no trail arn:aws:cloudtrail:us-east-1:222233334444:trail/trailkeeper".into(),
             ],

@@ -65,6 +65,16 @@ async fn audit_archive(config: &OnboardConfig, extra: &[&str]) -> (i32, String, 
     )
 }
 
+/// Each control's id and outcome, from the `controls` line.
+fn outcomes(line: &Value) -> Vec<(&str, &str)> {
+    line["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect()
+}
+
 /// The JSON lines by `type`, checking that each kind appears once, in the contract's order.
 fn json_lines(out: &str) -> Vec<Value> {
     let lines: Vec<Value> = out
@@ -74,7 +84,13 @@ fn json_lines(out: &str) -> Vec<Value> {
     let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        ["bucket_policy", "member_role", "protections", "summary"],
+        [
+            "bucket_policy",
+            "member_role",
+            "protections",
+            "controls",
+            "summary"
+        ],
         "{out}"
     );
     lines
@@ -157,7 +173,20 @@ async fn a_wide_open_bucket_statement_and_a_wide_open_trust_statement_are_both_f
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err, "");
     let lines = json_lines(&out);
-    let (policy, member, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    let (policy, member, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[4]);
+    assert_eq!(
+        outcomes(&lines[3]),
+        [
+            ("CloudTrail.6", "fail"),
+            // Its policy still denies requests without TLS.
+            ("S3.5", "pass"),
+            ("S3.14", "fail"),
+            ("S3.15", "fail"),
+            ("S3.20", "fail")
+        ],
+        "{}",
+        lines[3]
+    );
 
     assert_eq!(policy["bucket"], bucket.as_str());
     assert_eq!(policy["exists"], true);
@@ -303,7 +332,20 @@ async fn a_bucket_set_up_like_the_template_and_an_admin_only_role_audit_clean() 
     let (code, out, err) = audit_archive(&config, &["--format", "json"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let lines = json_lines(&out);
-    let (policy, member_role, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    let (policy, member_role, protections, summary) = (&lines[0], &lines[1], &lines[2], &lines[4]);
+    // Set up like the template: every control but MFA delete, which only the root user sets.
+    assert_eq!(
+        outcomes(&lines[3]),
+        [
+            ("CloudTrail.6", "pass"),
+            ("S3.5", "pass"),
+            ("S3.14", "pass"),
+            ("S3.15", "pass"),
+            ("S3.20", "fail")
+        ],
+        "{}",
+        lines[3]
+    );
     assert_eq!(flag_codes(policy), Vec::<&str>::new(), "{policy}");
     assert_eq!(policy["statements"], 4);
     // CloudTrail is the writer, bound to the admitted trail.
@@ -398,8 +440,16 @@ async fn what_cannot_be_read_is_named_and_what_is_absent_is_reported() {
         "{}",
         lines[2]
     );
-    assert_eq!(lines[3]["status"], "incomplete");
-    assert_eq!(lines[3]["errors"].as_array().unwrap().len(), 4);
+    assert_eq!(lines[4]["status"], "incomplete");
+    assert_eq!(lines[4]["errors"].as_array().unwrap().len(), 4);
+    // What could not be read fails its control, saying so.
+    let controls = lines[3]["controls"].as_array().unwrap();
+    assert!(
+        controls.iter().all(|c| c["outcome"] == "fail"
+            && c["reason"].as_str().unwrap().contains("could not be read")),
+        "{}",
+        lines[3]
+    );
 
     // A bucket with no policy at all: reported as such, not an error.
     let s3 = s3().await;

@@ -157,6 +157,41 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         "{out}"
     );
 
+    // The controls of trailkeeper's trail: no KMS key is configured in this test.
+    let controls = |a: AccountId| -> Vec<(String, String)> {
+        of(a)["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().into(),
+                    c["outcome"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |v: [(&str, &str); 3]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        controls(covered),
+        pairs([
+            ("CloudTrail.1", "pass"),
+            ("CloudTrail.2", "fail"),
+            ("CloudTrail.4", "pass")
+        ])
+    );
+    assert_eq!(
+        controls(no_trail),
+        pairs([
+            ("CloudTrail.1", "fail"),
+            ("CloudTrail.2", "fail"),
+            ("CloudTrail.4", "fail")
+        ])
+    );
     assert_eq!(of(no_trail)["covered"], false);
     assert_eq!(findings(no_trail), [format!("no trail {}", arn(no_trail))]);
     assert!(of(no_trail)["trail"].is_null());
@@ -586,6 +621,17 @@ async fn a_trail_whose_selectors_leave_management_events_out_is_not_covered_and_
             arn(reads)
         )]
     );
+    let cloudtrail_1 = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "account")
+        .map(|l| l["controls"][0].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(cloudtrail_1.len(), 2);
+    for c in &cloudtrail_1 {
+        assert_eq!(c["id"], "CloudTrail.1");
+        assert_eq!(c["outcome"], "fail", "{c}");
+    }
 
     for a in [none, reads] {
         let report = trails.enable(a).await.expect("repair");

@@ -183,6 +183,7 @@ fn audit_of(account: AccountId, findings: &[&str]) -> AccountAudit {
         other_trails: vec![],
         streams: None,
         reverification: None,
+        controls: Vec::new(),
         findings: findings.iter().map(|f| f.to_string()).collect(),
         error: None,
     }
