@@ -423,7 +423,7 @@ impl Auditor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn audit(trail: Option<TrailState>, admitted: bool) -> AccountAudit {
@@ -442,7 +442,8 @@ mod tests {
         a
     }
 
-    fn trail() -> TrailState {
+    /// A trail of the spec, logging (no key, selectors not read).
+    pub(crate) fn trail() -> TrailState {
         TrailState {
             arn: "arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper".into(),
             multi_region: true,

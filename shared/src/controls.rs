@@ -269,18 +269,9 @@ mod tests {
 
     fn trail() -> TrailState {
         TrailState {
-            arn: "arn:aws:cloudtrail:us-east-1:111122223333:trail/trailkeeper".into(),
-            multi_region: true,
-            log_file_validation: true,
-            logging: true,
-            latest_delivery: None,
-            latest_digest: None,
-            latest_delivery_error: None,
-            latest_digest_error: None,
-            drift: Vec::new(),
-            started_logging: None,
             kms_key_id: Some("arn:aws:kms:us-east-1:999988887777:key/k".into()),
             management_events: Some(ManagementEvents::every()),
+            ..crate::audit::tests::trail()
         }
     }
 

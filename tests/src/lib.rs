@@ -234,6 +234,17 @@ pub fn logs_of(history: &History, digest: usize) -> Vec<String> {
         .collect()
 }
 
+/// Writes `value` as the object `key` (a state or configuration object of trailkeeper's own).
+pub async fn put_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, value: &serde_json::Value) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(value.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
+}
+
 pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, object: &Object) {
     let mut req = s3
         .put_object()

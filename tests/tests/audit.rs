@@ -35,17 +35,23 @@ async fn audit(
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_account_out_of_coverage_is_reported_with_its_reason() {
+/// `n` accounts that Organizations created, a central bucket, and the onboarding parts.
+struct Org {
+    mgmt: aws_config::SdkConfig,
+    ids: Vec<String>,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    config: OnboardConfig,
+    policies: PolicyUpdater,
+    trails: TrailEnabler,
+}
+
+async fn org(name: &str, n: usize) -> Org {
     let mgmt = aws_config().await;
-    let ids = create_accounts(&mgmt, "audit", 5).await;
-    let [covered, no_trail, stopped, not_admitted, leftover] =
-        [0, 1, 2, 3, 4].map(|i| AccountId::new(&ids[i]).unwrap());
+    let ids = create_accounts(&mgmt, name, n).await;
     let s3 = s3().await;
-    let bucket = unique_bucket("audit-central");
+    let bucket = unique_bucket(&format!("{name}-central"));
     create_bucket(&s3, &bucket).await;
-    let old = unique_bucket("audit-old");
-    create_bucket(&s3, &old).await;
     let config = onboard_config(&[
         ("TRAILKEEPER_BUCKET", bucket.clone()),
         ("TRAILKEEPER_TRAIL_NAME", TRAIL.into()),
@@ -57,6 +63,32 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         config.member_role.clone(),
         FAST_BACKOFF,
     );
+    Org {
+        mgmt,
+        ids,
+        s3,
+        bucket,
+        config,
+        policies,
+        trails,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_account_out_of_coverage_is_reported_with_its_reason() {
+    let Org {
+        mgmt,
+        ids,
+        s3,
+        bucket,
+        config,
+        policies,
+        trails,
+    } = org("audit", 5).await;
+    let [covered, no_trail, stopped, not_admitted, leftover] =
+        [0, 1, 2, 3, 4].map(|i| AccountId::new(&ids[i]).unwrap());
+    let old = unique_bucket("audit-old");
+    create_bucket(&s3, &old).await;
     for a in [covered, no_trail, stopped, not_admitted, leftover] {
         policies.admit(a).await.expect("admit");
     }
@@ -106,13 +138,7 @@ async fn each_account_out_of_coverage_is_reported_with_its_reason() {
         "pass_started": null,
         "verified_since": {covered.to_string(): trailkeeper::digest::file::format_time(since)},
     });
-    s3.put_object()
-        .bucket(&bucket)
-        .key(trailkeeper::reverify::STATE_KEY)
-        .body(state.to_string().into_bytes().into())
-        .send()
-        .await
-        .expect("the re-verification state");
+    put_json(&s3, &bucket, trailkeeper::reverify::STATE_KEY, &state).await;
 
     let ids: Vec<String> = [covered, no_trail, stopped, not_admitted, leftover]
         .iter()
@@ -515,23 +541,16 @@ async fn a_trail_whose_selectors_leave_management_events_out_is_not_covered_and_
     use aws_sdk_cloudtrail::types::{
         AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
     };
-    let mgmt = aws_config().await;
-    let ids = create_accounts(&mgmt, "selectors", 2).await;
+    let Org {
+        mgmt,
+        ids,
+        bucket,
+        config,
+        policies,
+        trails,
+        ..
+    } = org("selectors", 2).await;
     let [none, reads] = [0, 1].map(|i| AccountId::new(&ids[i]).unwrap());
-    let s3 = s3().await;
-    let bucket = unique_bucket("selectors-central");
-    create_bucket(&s3, &bucket).await;
-    let config = onboard_config(&[
-        ("TRAILKEEPER_BUCKET", bucket.clone()),
-        ("TRAILKEEPER_TRAIL_NAME", TRAIL.into()),
-    ]);
-    let policies = PolicyUpdater::new(&mgmt, config.clone(), FAST_LOOP);
-    let trails = TrailEnabler::new(
-        &mgmt,
-        config.trail_spec(),
-        config.member_role.clone(),
-        FAST_BACKOFF,
-    );
     for a in [none, reads] {
         policies.admit(a).await.expect("admit");
         trails.enable(a).await.expect("enable");

@@ -110,13 +110,7 @@ async fn two_accounts_are_reverified_slice_by_slice_and_a_later_tampering_is_fou
         "cursor": {"account": first.0, "region": first.1, "day": first.2},
         "slices_done": 1,
     });
-    s3.put_object()
-        .bucket(&bucket)
-        .key(trailkeeper::reverify::STATE_KEY)
-        .body(state.to_string().into_bytes().into())
-        .send()
-        .await
-        .unwrap();
+    put_json(&s3, &bucket, trailkeeper::reverify::STATE_KEY, &state).await;
     let out = run(&deps, 30).await;
     assert_eq!(out["behind"], true, "{out}");
     let alerts = published(&topic);
@@ -182,13 +176,8 @@ async fn an_unreadable_state_is_alerted_and_a_new_pass_begins() {
     let layout = TrailLayout::new(&bucket, "111122223333", "us-east-1");
     let history = Generator::new(layout, &key, 7).chain(t0(), 26, None, |_| 1);
     upload(&cloudtrail_delivery().await, &bucket, &history).await;
-    s3.put_object()
-        .bucket(&bucket)
-        .key(trailkeeper::reverify::STATE_KEY)
-        .body(b"{\"cursor\": \"past everything\"}".to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    let forged = json!({"cursor": "past everything"});
+    put_json(&s3, &bucket, trailkeeper::reverify::STATE_KEY, &forged).await;
     let topic = create_topic(&unique_bucket("reverify-state-alerts")).await;
     let deps = Deps::new(
         &aws_config().await,
