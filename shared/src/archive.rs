@@ -42,6 +42,7 @@ pub const CALLS: &[&str] = &[
     "s3:GetBucketVersioning",
     "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketLogging",
     "iam:GetRole",
 ];
 
@@ -914,6 +915,8 @@ pub struct Protections {
     pub object_lock: Option<Option<ObjectLock>>,
     /// `Some(None)`: no public access block configuration on the bucket.
     pub public_access_block: Option<Option<PublicAccessBlock>>,
+    /// Where S3 server access logs of the bucket go (`s3://target/prefix`); `Some(None)`: off.
+    pub access_logging: Option<Option<String>>,
     pub flags: Vec<Flag>,
     /// The reads that failed, each naming the call and the bucket.
     pub errors: Vec<String>,
@@ -1060,6 +1063,10 @@ impl ArchiveAuditor {
             Ok(block) => protections.public_access_block = Some(block),
             Err(e) => errors.push(e),
         }
+        match self.access_logging().await {
+            Ok(target) => protections.access_logging = Some(target),
+            Err(e) => errors.push(e),
+        }
         protections.errors = errors;
         protections.judge(&self.bucket);
         let mut audit = ArchiveAudit {
@@ -1202,6 +1209,19 @@ impl ArchiveAuditor {
             Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => Ok(None),
             Err(e) => Err(self.failed("s3:GetPublicAccessBlock", &e)),
         }
+    }
+
+    async fn access_logging(&self) -> Result<Option<String>, String> {
+        let out = self
+            .s3
+            .get_bucket_logging()
+            .bucket(self.bucket.as_str())
+            .send()
+            .await
+            .map_err(|e| self.failed("s3:GetBucketLogging", &e))?;
+        Ok(out
+            .logging_enabled()
+            .map(|l| format!("s3://{}/{}", l.target_bucket(), l.target_prefix())))
     }
 }
 
@@ -1670,6 +1690,7 @@ mod tests {
                 mfa_delete: Some(false),
                 object_lock: Some(None),
                 public_access_block: Some(block),
+                access_logging: Some(None),
                 flags: Vec::new(),
                 errors: Vec::new(),
             };

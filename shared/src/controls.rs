@@ -5,7 +5,8 @@
 //! Per account (`trailkeeper audit`, the org-auditor), of trailkeeper's trail: CloudTrail.1
 //! (multi-Region, read and write management events), CloudTrail.2 (SSE-KMS), CloudTrail.4 (log
 //! file validation). For the central bucket (`trailkeeper audit --archive`): CloudTrail.6 (not
-//! public), S3.5 (TLS only), S3.14 (versioning), S3.15 (Object Lock), S3.20 (MFA delete).
+//! public), CloudTrail.7 (server access logging), S3.5 (TLS only), S3.14 (versioning), S3.15
+//! (Object Lock), S3.20 (MFA delete).
 //! Security Hub judges CloudTrail.1 over any trail of the account; here it is trailkeeper's,
 //! the one the archive depends on.
 
@@ -90,6 +91,11 @@ const CLOUDTRAIL_6: (&str, Option<&str>, &str) = (
     "CloudTrail.6",
     None,
     "the trail's bucket is not publicly accessible",
+);
+const CLOUDTRAIL_7: (&str, Option<&str>, &str) = (
+    "CloudTrail.7",
+    Some("3.4 / 4.4"),
+    "S3 server access logging on the trail's bucket",
 );
 const S3_5: (&str, Option<&str>, &str) = ("S3.5", None, "requests must use TLS");
 const S3_14: (&str, Option<&str>, &str) = ("S3.14", None, "versioning");
@@ -213,7 +219,19 @@ pub fn bucket_controls(audit: &ArchiveAudit) -> Vec<Control> {
             format!("MFA delete of s3://{b} is off (only the root user can turn it on)"),
         ),
     };
-    vec![cloudtrail_6, tls, versioning, lock, mfa]
+    let logging = match &p.access_logging {
+        None => Control::judged(CLOUDTRAIL_7, false, "", unknown("access logging")),
+        Some(target) => Control::judged(
+            CLOUDTRAIL_7,
+            target.is_some(),
+            format!(
+                "server access logs of s3://{b} go to {}",
+                target.as_deref().unwrap_or_default()
+            ),
+            format!("server access logging of s3://{b} is off"),
+        ),
+    };
+    vec![cloudtrail_6, logging, tls, versioning, lock, mfa]
 }
 
 /// Whether a bucket policy's statements deny every request without TLS: a `Deny` of `s3:*` (or

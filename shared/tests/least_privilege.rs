@@ -43,6 +43,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("batch_import_findings", "securityhub:BatchImportFindings"),
     ("get_findings", "securityhub:GetFindings"),
     ("get_event_selectors", "cloudtrail:GetEventSelectors"),
+    ("get_bucket_logging", "s3:GetBucketLogging"),
     ("put_event_selectors", "cloudtrail:PutEventSelectors"),
 ];
 
