@@ -193,6 +193,27 @@ impl Alert {
             alerts.push(Self { subject, message });
         }
         if let Some(t) = &audit.trail {
+            // A trail that logs and delivers, but records less: as urgent as one that stopped.
+            for d in t
+                .drift
+                .iter()
+                .filter(|d| d.setting == crate::trail::EVENT_SELECTORS)
+            {
+                let mut subject = format!(
+                    "trailkeeper: account {account}: the trail records {}",
+                    d.found
+                );
+                subject.truncate(100);
+                let message = format!(
+                    "trailkeeper's hourly freshness check found that the trail {arn} of account {account} is logging, and its digests may keep arriving, but its event selectors record {found}, not {expected}: what they leave out is not in the archive.\n\n\
+                     Someone with PutEventSelectors in the account changed them (the trail guard SCP denies it).\n\n\
+                     Reproduce with:\n  trailkeeper audit --account {account}\nRepair with:\n  trailkeeper onboard --account {account}\n",
+                    arn = t.arn,
+                    found = d.found,
+                    expected = d.expected,
+                );
+                alerts.push(Self { subject, message });
+            }
             let findings = t.status_findings();
             if !findings.is_empty() {
                 let mut subject = format!(

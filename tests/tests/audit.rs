@@ -663,3 +663,80 @@ async fn a_trail_whose_selectors_leave_management_events_out_is_not_covered_and_
     let (code, out, err) = audit(&config, &mgmt, &args).await;
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The hourly check does not wait for the daily audit: a trail whose selectors were narrowed is
+/// alerted within the hour, though it logs and its digests arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hourly_check_alerts_a_trail_whose_selectors_were_narrowed() {
+    use aws_sdk_cloudtrail::types::{EventSelector, ReadWriteType};
+    let Org {
+        mgmt,
+        ids,
+        config,
+        policies,
+        trails,
+        ..
+    } = org("narrowed", 1).await;
+    let account = AccountId::new(&ids[0]).unwrap();
+    policies.admit(account).await.expect("admit");
+    trails.enable(account).await.expect("enable");
+    let topic = create_topic(&unique_bucket("narrowed-alerts")).await;
+    let mut deps = org_auditor::Deps::new(
+        &mgmt,
+        config.clone(),
+        org_auditor::Config {
+            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
+            archive_role_arn: None,
+            alert_topic_arn: Some(topic.clone()),
+            security_hub: false,
+            concurrency: 8,
+        },
+        Records::default(),
+    );
+    deps.backoff = FAST_BACKOFF;
+    let hourly = || async {
+        let mut context = lambda_runtime::Context::default();
+        context.invoked_function_arn =
+            "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
+        let event = serde_json::json!({"check": "freshness"});
+        org_auditor::handle(&deps, lambda_runtime::LambdaEvent::new(event, context))
+            .await
+            .expect("the freshness check ran")
+    };
+    // No history in the bucket: the streams are stale; only the selectors' alert is looked at.
+    let narrowed = || -> Vec<(String, String)> {
+        published(&topic)
+            .into_iter()
+            .filter(|(s, _)| s.contains(account.as_str()) && s.contains("the trail records"))
+            .collect()
+    };
+    hourly().await;
+    assert_eq!(narrowed(), Vec::<(String, String)>::new());
+
+    let arn = config.trail_spec().trail_arn(account).to_string();
+    let (ct, _) = trails.member_cloudtrail(account).await.unwrap();
+    ct.put_event_selectors()
+        .trail_name(&arn)
+        .event_selectors(
+            EventSelector::builder()
+                .read_write_type(ReadWriteType::ReadOnly)
+                .include_management_events(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("reads only");
+    hourly().await;
+    let alerts = narrowed();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let (subject, message) = &alerts[0];
+    assert_eq!(
+        subject,
+        &format!("trailkeeper: account {account}: the trail records read management events only")
+    );
+    assert!(message.contains(&arn), "{message}");
+    assert!(
+        message.contains(&format!("trailkeeper onboard --account {account}")),
+        "{message}"
+    );
+}
