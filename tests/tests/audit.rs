@@ -74,6 +74,42 @@ async fn org(name: &str, n: usize) -> Org {
     }
 }
 
+/// The org-auditor as deployed, alerting to `topic`.
+fn freshness_auditor(
+    mgmt: &aws_config::SdkConfig,
+    config: &OnboardConfig,
+    topic: &str,
+) -> org_auditor::Deps<Records> {
+    let mut deps = org_auditor::Deps::new(
+        mgmt,
+        config.clone(),
+        org_auditor::Config {
+            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
+            archive_role_arn: None,
+            alert_topic_arn: Some(topic.to_string()),
+            security_hub: false,
+            concurrency: 8,
+        },
+        Records::default(),
+    );
+    deps.backoff = FAST_BACKOFF;
+    deps
+}
+
+/// The hourly `{"check": "freshness"}` invocation, with `maxDigestAgeMinutes` when given.
+async fn freshness_check(deps: &org_auditor::Deps<Records>, max_age: Option<u32>) -> Value {
+    let mut context = lambda_runtime::Context::default();
+    context.invoked_function_arn =
+        "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
+    let mut event = serde_json::json!({"check": "freshness"});
+    if let Some(minutes) = max_age {
+        event["maxDigestAgeMinutes"] = serde_json::json!(minutes);
+    }
+    org_auditor::handle(deps, lambda_runtime::LambdaEvent::new(event, context))
+        .await
+        .expect("the freshness check ran")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_account_out_of_coverage_is_reported_with_its_reason() {
     let Org {
@@ -422,28 +458,8 @@ async fn deleting_the_newest_digests_of_a_region_makes_its_stream_stale_a_findin
     }
 
     let topic = create_topic(&unique_bucket("fresh-alerts")).await;
-    let mut deps = org_auditor::Deps::new(
-        &mgmt,
-        config.clone(),
-        org_auditor::Config {
-            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
-            archive_role_arn: None,
-            alert_topic_arn: Some(topic.clone()),
-            security_hub: false,
-            concurrency: 8,
-        },
-        Records::default(),
-    );
-    deps.backoff = FAST_BACKOFF;
-    let hourly = || async {
-        let mut context = lambda_runtime::Context::default();
-        context.invoked_function_arn =
-            "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
-        let event = serde_json::json!({"check": "freshness", "maxDigestAgeMinutes": 120});
-        org_auditor::handle(&deps, lambda_runtime::LambdaEvent::new(event, context))
-            .await
-            .expect("the freshness check ran")
-    };
+    let deps = freshness_auditor(&mgmt, &config, &topic);
+    let hourly = || freshness_check(&deps, Some(120));
     let ours = |alerts: Vec<(String, String)>| -> Vec<(String, String)> {
         alerts
             .into_iter()
@@ -681,28 +697,8 @@ async fn the_hourly_check_alerts_a_trail_whose_selectors_were_narrowed() {
     policies.admit(account).await.expect("admit");
     trails.enable(account).await.expect("enable");
     let topic = create_topic(&unique_bucket("narrowed-alerts")).await;
-    let mut deps = org_auditor::Deps::new(
-        &mgmt,
-        config.clone(),
-        org_auditor::Config {
-            audit_role: trailkeeper::trail::RoleName::new("trailkeeper-audit").unwrap(),
-            archive_role_arn: None,
-            alert_topic_arn: Some(topic.clone()),
-            security_hub: false,
-            concurrency: 8,
-        },
-        Records::default(),
-    );
-    deps.backoff = FAST_BACKOFF;
-    let hourly = || async {
-        let mut context = lambda_runtime::Context::default();
-        context.invoked_function_arn =
-            "arn:aws:lambda:us-east-1:123456789012:function:org-auditor".into();
-        let event = serde_json::json!({"check": "freshness"});
-        org_auditor::handle(&deps, lambda_runtime::LambdaEvent::new(event, context))
-            .await
-            .expect("the freshness check ran")
-    };
+    let deps = freshness_auditor(&mgmt, &config, &topic);
+    let hourly = || freshness_check(&deps, None);
     // No history in the bucket: the streams are stale; only the selectors' alert is looked at.
     let narrowed = || -> Vec<(String, String)> {
         published(&topic)
